@@ -1,0 +1,332 @@
+//! Host-owned bytes: what the contract's `body` resource holds, and the
+//! streaming copies that move it, hashing as they go. Nothing here holds more
+//! than a few chunks in memory, whatever the size of the content.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::Stream;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+/// A SHA-256 digest.
+pub type Digest = [u8; 32];
+
+/// How much is read, hashed and written at a time.
+const CHUNK: usize = 256 * 1024;
+/// Chunks in flight between a network task and a disk thread.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+pub enum Body {
+    File(FileRange),
+    Bytes(Bytes),
+    /// A response stream; `None` once read.
+    Response(Option<reqwest::Response>),
+}
+
+/// A byte range of an open file, read with positional reads so that several
+/// ranges of one file (multipart parts) can be sent at once.
+#[derive(Clone)]
+pub struct FileRange {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub len: u64,
+    /// The digest the whole range must have; checked while it streams, so a
+    /// file changed after hashing is caught before it is stored.
+    pub expected: Option<Digest>,
+    /// What the file is, for messages.
+    pub label: Arc<str>,
+}
+
+/// What a completed copy moved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Copied {
+    pub size: u64,
+    pub sha256: Digest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is {size} bytes, more than the {max} bytes that may be read into memory")]
+    TooLarge { size: u64, max: u64 },
+    #[error("{label}: {source}")]
+    Io {
+        label: String,
+        source: std::io::Error,
+    },
+    #[error("{label} ended after {read} of {len} bytes")]
+    Truncated { label: String, read: u64, len: u64 },
+    #[error(
+        "{label} changed while it was being copied: its SHA-256 is now {actual}, it was {expected}"
+    )]
+    Changed {
+        label: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("the response body was already read")]
+    Consumed,
+    #[error("receiving the response body: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("only file and buffer bodies can be sliced")]
+    NotSliceable,
+    #[error("slice {offset}+{length} is outside a body of {size} bytes")]
+    SliceOutOfRange { offset: u64, length: u64, size: u64 },
+}
+
+pub fn to_hex(digest: &Digest) -> String {
+    hex::encode(digest)
+}
+
+/// Parses a lowercase or uppercase hex SHA-256.
+pub fn parse_hex(text: &str) -> Option<Digest> {
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(text, &mut digest).ok()?;
+    Some(digest)
+}
+
+pub fn digest_of(bytes: &[u8]) -> Digest {
+    Sha256::digest(bytes).into()
+}
+
+impl FileRange {
+    /// The whole of an open file.
+    pub fn whole(file: File, label: impl Into<Arc<str>>) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(Self {
+            file: Arc::new(file),
+            offset: 0,
+            len,
+            expected: None,
+            label: label.into(),
+        })
+    }
+
+    fn io_error(&self, source: std::io::Error) -> BodyError {
+        BodyError::Io {
+            label: self.label.to_string(),
+            source,
+        }
+    }
+
+    /// Reads the range in chunks on the calling (blocking) thread, handing each
+    /// chunk to `sink`, and checks the digest at the end.
+    fn for_each_chunk(
+        &self,
+        mut sink: impl FnMut(&[u8]) -> Result<(), BodyError>,
+    ) -> Result<Copied, BodyError> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; CHUNK.min(self.len.max(1) as usize)];
+        let mut done = 0u64;
+        while done < self.len {
+            let want = buf.len().min((self.len - done) as usize);
+            let n = self
+                .file
+                .read_at(&mut buf[..want], self.offset + done)
+                .map_err(|e| self.io_error(e))?;
+            if n == 0 {
+                return Err(BodyError::Truncated {
+                    label: self.label.to_string(),
+                    read: done,
+                    len: self.len,
+                });
+            }
+            hasher.update(&buf[..n]);
+            sink(&buf[..n])?;
+            done += n as u64;
+        }
+        let sha256: Digest = hasher.finalize().into();
+        if let Some(expected) = self.expected.filter(|e| *e != sha256) {
+            return Err(BodyError::Changed {
+                label: self.label.to_string(),
+                expected: to_hex(&expected),
+                actual: to_hex(&sha256),
+            });
+        }
+        Ok(Copied { size: done, sha256 })
+    }
+
+    /// Hashes the range without copying it anywhere.
+    pub async fn hash(self) -> Result<Copied, BodyError> {
+        tokio::task::spawn_blocking(move || self.for_each_chunk(|_| Ok(())))
+            .await
+            .expect("hashing thread panicked")
+    }
+}
+
+impl Body {
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Body::File(range) => Some(range.len),
+            Body::Bytes(bytes) => Some(bytes.len() as u64),
+            Body::Response(response) => response.as_ref().and_then(|r| r.content_length()),
+        }
+    }
+
+    pub fn slice(&self, offset: u64, length: u64) -> Result<Body, BodyError> {
+        let size = self.size().unwrap_or(0);
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(BodyError::SliceOutOfRange {
+                offset,
+                length,
+                size,
+            });
+        }
+        match self {
+            Body::File(range) => Ok(Body::File(FileRange {
+                file: range.file.clone(),
+                offset: range.offset + offset,
+                len: length,
+                expected: None,
+                label: range.label.clone(),
+            })),
+            Body::Bytes(bytes) => Ok(Body::Bytes(
+                bytes.slice(offset as usize..(offset + length) as usize),
+            )),
+            Body::Response(_) => Err(BodyError::NotSliceable),
+        }
+    }
+
+    /// Reads the whole body into memory, refusing one longer than `max`.
+    pub async fn read_all(&mut self, max: u64) -> Result<Vec<u8>, BodyError> {
+        if let Some(size) = self.size().filter(|s| *s > max) {
+            return Err(BodyError::TooLarge { size, max });
+        }
+        match self {
+            Body::Bytes(bytes) => Ok(bytes.to_vec()),
+            Body::File(range) => {
+                let range = range.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut out = Vec::with_capacity(range.len as usize);
+                    range.for_each_chunk(|chunk| {
+                        out.extend_from_slice(chunk);
+                        Ok(())
+                    })?;
+                    Ok(out)
+                })
+                .await
+                .expect("reading thread panicked")
+            }
+            Body::Response(slot) => {
+                let mut response = slot.take().ok_or(BodyError::Consumed)?;
+                let mut out = Vec::new();
+                while let Some(chunk) = response.chunk().await? {
+                    if out.len() as u64 + chunk.len() as u64 > max {
+                        return Err(BodyError::TooLarge {
+                            size: out.len() as u64 + chunk.len() as u64,
+                            max,
+                        });
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Streams the whole body into `dest`, hashing it, then flushes it to disk.
+    pub async fn copy_to(self, mut dest: File, dest_label: String) -> Result<Copied, BodyError> {
+        let write_error = move |source| BodyError::Io {
+            label: dest_label.clone(),
+            source,
+        };
+        match self {
+            Body::File(range) => tokio::task::spawn_blocking(move || {
+                let copied =
+                    range.for_each_chunk(|chunk| dest.write_all(chunk).map_err(&write_error))?;
+                dest.sync_all().map_err(&write_error)?;
+                Ok(copied)
+            })
+            .await
+            .expect("copying thread panicked"),
+            Body::Bytes(bytes) => tokio::task::spawn_blocking(move || {
+                dest.write_all(&bytes).map_err(&write_error)?;
+                dest.sync_all().map_err(&write_error)?;
+                Ok(Copied {
+                    size: bytes.len() as u64,
+                    sha256: digest_of(&bytes),
+                })
+            })
+            .await
+            .expect("copying thread panicked"),
+            Body::Response(slot) => {
+                let mut response = slot.ok_or(BodyError::Consumed)?;
+                let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+                let writer = tokio::task::spawn_blocking(move || {
+                    let mut hasher = Sha256::new();
+                    let mut size = 0u64;
+                    while let Some(chunk) = rx.blocking_recv() {
+                        hasher.update(&chunk);
+                        dest.write_all(&chunk).map_err(&write_error)?;
+                        size += chunk.len() as u64;
+                    }
+                    dest.sync_all().map_err(&write_error)?;
+                    Ok(Copied {
+                        size,
+                        sha256: hasher.finalize().into(),
+                    })
+                });
+                let received = async {
+                    while let Some(chunk) = response.chunk().await? {
+                        if tx.send(chunk).await.is_err() {
+                            break; // the writer failed; its error is the one to report
+                        }
+                    }
+                    Ok::<_, BodyError>(())
+                }
+                .await;
+                drop(tx);
+                let written = writer.await.expect("writing thread panicked");
+                received?;
+                written
+            }
+        }
+    }
+
+    /// The body as a stream of chunks, for sending over HTTP. A file is read on
+    /// a blocking thread a few chunks ahead of the socket, and its digest is
+    /// checked at the end: a changed file fails the request instead of
+    /// completing it with the wrong bytes.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static {
+        let (tx, mut rx) = mpsc::channel::<Result<Bytes, BodyError>>(CHUNKS_IN_FLIGHT);
+        match self {
+            Body::Bytes(bytes) => {
+                let _ = tx.try_send(Ok(bytes));
+            }
+            Body::File(range) => {
+                tokio::task::spawn_blocking(move || {
+                    let result = range.for_each_chunk(|chunk| {
+                        tx.blocking_send(Ok(Bytes::copy_from_slice(chunk)))
+                            .map_err(|_| BodyError::Consumed)
+                    });
+                    if let Err(e) = result {
+                        let _ = tx.blocking_send(Err(e));
+                    }
+                });
+            }
+            Body::Response(slot) => {
+                tokio::spawn(async move {
+                    let Some(mut response) = slot else {
+                        let _ = tx.send(Err(BodyError::Consumed)).await;
+                        return;
+                    };
+                    loop {
+                        let item = match response.chunk().await {
+                            Ok(Some(chunk)) => Ok(chunk),
+                            Ok(None) => break,
+                            Err(e) => Err(e.into()),
+                        };
+                        let failed = item.is_err();
+                        if tx.send(item).await.is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+}

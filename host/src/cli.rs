@@ -1,0 +1,306 @@
+//! Commands and their output. With `--json`, stdout carries one JSON object
+//! per result per line; errors go to stderr, and the exit code is 1 if any
+//! item failed (2 for usage errors, from clap).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use wharf::config::{self, Config};
+use wharf::gateway::{Gateway, Source, UploadOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "wharf",
+    version,
+    about = "A safe, fast file gateway for AI tools: upload once, get the exact bytes back"
+)]
+pub struct Cli {
+    /// The config file [default: $WHARF_CONFIG, else ./providers.toml]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print one JSON object per result per line
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upload files (or `-` for standard input); the same bytes are sent once per provider and purpose
+    Upload {
+        #[arg(required = true, value_name = "PATH|-")]
+        paths: Vec<PathBuf>,
+        /// Provider to upload to [default: [host] default_provider]
+        #[arg(long)]
+        provider: Option<String>,
+        /// What the provider should use the file for (e.g. file-extract)
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Name to record instead of the file's own (one file only)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Download files by id (wf_…) or sha256:<hex>, verified against their SHA-256
+    Download {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        /// Destination file, or directory to download into [default: working directory]
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Take the copy held by this provider
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// Show what Wharf and the provider know about a file
+    Info { id: String },
+    /// List recorded files, newest first
+    Ls {
+        #[arg(long)]
+        provider: Option<String>,
+        /// Ask the provider what it holds instead of reading Wharf's records
+        #[arg(long)]
+        remote: bool,
+    },
+    /// Delete files at their provider and forget them
+    Rm {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// List the loaded adapters and what they can do
+    Plugins,
+    /// Serve the Model Context Protocol over standard input and output
+    Mcp,
+}
+
+/// Prints results and errors in the chosen format, remembering failures.
+struct Output {
+    json: bool,
+    failed: bool,
+}
+
+impl Output {
+    fn item<T: Serialize>(&self, value: &T, human: impl FnOnce(&T) -> String) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string(value).expect("results serialize")
+            );
+        } else {
+            println!("{}", human(value));
+        }
+    }
+
+    fn error(&mut self, input: Option<&str>, err: &dyn std::fmt::Display) {
+        self.failed = true;
+        if self.json {
+            let line = serde_json::json!({ "input": input, "error": err.to_string() });
+            eprintln!("{line}");
+        } else {
+            match input {
+                Some(input) => eprintln!("error: {input}: {err}"),
+                None => eprintln!("error: {err}"),
+            }
+        }
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let mut out = Output {
+        json: cli.json,
+        failed: false,
+    };
+    let config_path = config::locate(cli.config.as_deref());
+    let gateway = match Config::load(&config_path) {
+        Ok(config) => match Gateway::open(config).await {
+            Ok(gateway) => Arc::new(gateway),
+            Err(e) => {
+                out.error(None, &format_args!("{e:#}"));
+                return out.exit_code();
+            }
+        },
+        Err(e) => {
+            out.error(None, &e);
+            return out.exit_code();
+        }
+    };
+    match cli.command {
+        Command::Upload {
+            paths,
+            provider,
+            purpose,
+            name,
+        } => {
+            if name.is_some() && paths.len() > 1 {
+                out.error(
+                    None,
+                    &"--name applies to one file; upload the files one at a time to name each",
+                );
+                return ExitCode::from(2);
+            }
+            let options = UploadOptions {
+                provider,
+                purpose,
+                name,
+            };
+            for path in paths {
+                let input = path.display().to_string();
+                let source = if input == "-" {
+                    Source::Stdin
+                } else {
+                    Source::Path(path)
+                };
+                match gateway.upload(source, &options).await {
+                    Ok(up) => out.item(&up, |u| {
+                        let dedup = if u.deduplicated {
+                            "  (already there)"
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "{}  {}  {}  sha256:{}  {}{dedup}",
+                            u.id,
+                            u.provider,
+                            human_size(u.size),
+                            u.sha256,
+                            u.name
+                        )
+                    }),
+                    Err(e) => out.error(Some(&input), &e),
+                }
+            }
+        }
+        Command::Download {
+            ids,
+            output,
+            provider,
+        } => {
+            for id in ids {
+                match gateway
+                    .download(&id, output.as_deref(), provider.as_deref())
+                    .await
+                {
+                    Ok(down) => out.item(&down, |d| {
+                        let verified = if d.verified {
+                            "verified"
+                        } else {
+                            "not verified"
+                        };
+                        format!(
+                            "{}  {}  {}  sha256:{} {verified}, from {}",
+                            d.id,
+                            d.path.display(),
+                            human_size(d.size),
+                            d.sha256,
+                            d.source
+                        )
+                    }),
+                    Err(e) => out.error(Some(&id), &e),
+                }
+            }
+        }
+        Command::Info { id } => match gateway.info(&id).await {
+            Ok(info) => out.item(&info, |i| {
+                let mut text = serde_json::to_string_pretty(i).expect("info serializes");
+                text.insert_str(0, &format!("{}\n", i.object.name));
+                text
+            }),
+            Err(e) => out.error(Some(&id), &e),
+        },
+        Command::Ls { provider, remote } => {
+            if remote {
+                match gateway.list_remote(provider.as_deref()).await {
+                    Ok(items) => {
+                        for item in &items {
+                            out.item(item, |i| {
+                                let size = i.size.map_or_else(|| "?".into(), human_size);
+                                format!(
+                                    "{}  {size}  {}",
+                                    i.remote_id,
+                                    i.name.as_deref().unwrap_or("")
+                                )
+                            });
+                        }
+                    }
+                    Err(e) => out.error(provider.as_deref(), &e),
+                }
+            } else {
+                match gateway.list(provider.as_deref()).await {
+                    Ok(objects) => {
+                        for object in &objects {
+                            out.item(object, |o| {
+                                let gone = if o.state == wharf::catalog::CopyState::Gone {
+                                    "  (gone)"
+                                } else {
+                                    ""
+                                };
+                                format!(
+                                    "{}  {}  {}  {}{gone}",
+                                    o.id,
+                                    o.provider,
+                                    human_size(o.size),
+                                    o.name
+                                )
+                            });
+                        }
+                    }
+                    Err(e) => out.error(provider.as_deref(), &e),
+                }
+            }
+        }
+        Command::Rm { ids } => {
+            for id in ids {
+                match gateway.remove(&id).await {
+                    Ok(removed) => out.item(&removed, |o| {
+                        format!("removed {} ({} at {})", o.id, o.name, o.provider)
+                    }),
+                    Err(e) => out.error(Some(&id), &e),
+                }
+            }
+        }
+        Command::Plugins => {
+            for plugin in gateway.plugins() {
+                out.item(&plugin, |p| {
+                    let hosts = if p.allowed_hosts.is_empty() { "none".into() } else { p.allowed_hosts.join(", ") };
+                    format!(
+                        "{}  {}  download={} stat={} list={} delete={} presign={} persistent={}  hosts: {hosts}",
+                        p.name, p.wit_version, p.download, p.stat, p.list, p.delete, p.presign, p.persistent
+                    )
+                });
+            }
+        }
+        Command::Mcp => {
+            if let Err(e) = wharf::mcp::serve_stdio(gateway).await {
+                out.error(None, &format_args!("{e:#}"));
+            }
+        }
+    }
+    out.exit_code()
+}

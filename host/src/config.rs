@@ -1,0 +1,492 @@
+//! `providers.toml`: which adapters to load and what each may do.
+//!
+//! Everything is checked at load, and every problem is reported as
+//! `FILE:LINE:COLUMN: what is wrong` followed by how to fix it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The environment variable naming the config file when `--config` is absent.
+pub const CONFIG_ENV: &str = "WHARF_CONFIG";
+
+/// A validated configuration. Relative paths are resolved against the config
+/// file's directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub data_dir: PathBuf,
+    pub sandbox_roots: Vec<PathBuf>,
+    pub default_provider: String,
+    pub cache_provider: String,
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub plugin: PluginSource,
+    pub allowed_hosts: Vec<AllowedHost>,
+    pub secrets: Secrets,
+    pub storage: Option<StorageGrant>,
+    pub limits: Limits,
+    /// The free-form `config` table, as JSON for the adapter's `init`.
+    pub adapter_config_json: String,
+}
+
+/// Where an adapter's component comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginSource {
+    /// An adapter built with Wharf, by name (`local`, `kimi`, ...).
+    Builtin(String),
+    /// A component file supplied by the operator.
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageGrant {
+    pub dir: PathBuf,
+    pub writable: bool,
+}
+
+/// Per-adapter resource limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Linear memory and tables the adapter may grow to.
+    pub memory_bytes: u64,
+    /// Guest CPU time per operation.
+    pub cpu: Duration,
+    /// Wall-clock time per operation, host calls (transfers) included.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            cpu: Duration::from_secs(2),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One entry of `allowed_hosts`: `scheme://host[:port]`, where host may start
+/// with `*.` to allow its subdomains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllowedHost {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl AllowedHost {
+    fn parse(entry: &str) -> Result<Self, String> {
+        let hint = "write it as scheme://host[:port], e.g. \"https://api.moonshot.ai\" or \"http://127.0.0.1:9000\"";
+        let (scheme, rest) = entry
+            .split_once("://")
+            .ok_or_else(|| format!("{entry:?} has no scheme; {hint}"))?;
+        if scheme != "http" && scheme != "https" {
+            return Err(format!(
+                "{entry:?}: only http and https are allowed; {hint}"
+            ));
+        }
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') || rest.contains('?') || rest.is_empty() {
+            return Err(format!(
+                "{entry:?} must name a host only, without a path; {hint}"
+            ));
+        }
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
+                let port = port
+                    .parse()
+                    .map_err(|_| format!("{entry:?} has a bad port; {hint}"))?;
+                (host, port)
+            }
+            _ => (rest, default_port),
+        };
+        Ok(Self {
+            scheme: scheme.into(),
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Whether a request URL may go to this host.
+    pub fn allows(&self, url: &reqwest::Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        let host_matches = match self.host.strip_prefix("*.") {
+            Some(parent) => host.ends_with(&format!(".{parent}")),
+            None => host == self.host,
+        };
+        url.scheme() == self.scheme
+            && host_matches
+            && url.port_or_known_default() == Some(self.port)
+    }
+}
+
+impl fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// Secret values read from the environment, by the names adapters use.
+/// Never printed: `Debug` shows the names only.
+#[derive(Clone, Default)]
+pub struct Secrets(BTreeMap<String, String>);
+
+impl Secrets {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.0.values().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+/// A problem in the config file, with where it is and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct ConfigError {
+    pub location: String,
+    pub message: String,
+}
+
+// ---- the file's shape ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    host: RawHost,
+    #[serde(default)]
+    providers: BTreeMap<String, Spanned<RawProvider>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    data_dir: Option<Spanned<PathBuf>>,
+    sandbox_roots: Option<Vec<Spanned<PathBuf>>>,
+    default_provider: Option<Spanned<String>>,
+    cache: Option<Spanned<String>>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    plugin: Spanned<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    secrets: BTreeMap<String, Spanned<String>>,
+    storage_dir: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    storage_access: Access,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    config: toml::Table,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+enum Access {
+    #[default]
+    ReadWrite,
+    ReadOnly,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory_mib: Option<u64>,
+    cpu_ms: Option<u64>,
+    timeout_secs: Option<u64>,
+}
+
+impl RawLimits {
+    fn over(self, base: Limits) -> Limits {
+        Limits {
+            memory_bytes: self.memory_mib.map_or(base.memory_bytes, |m| m << 20),
+            cpu: self.cpu_ms.map_or(base.cpu, Duration::from_millis),
+            timeout: self.timeout_secs.map_or(base.timeout, Duration::from_secs),
+        }
+    }
+}
+
+/// Where to look for the config: `--config`, then `$WHARF_CONFIG`, then `./providers.toml`.
+pub fn locate(explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("providers.toml"))
+}
+
+impl Config {
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            location: file.display().to_string(),
+            message: format!(
+                "cannot read the config: {e}; create it (the repository's providers.toml is a working start) or pass --config PATH"
+            ),
+        })?;
+        Self::parse(file, &text)
+    }
+
+    /// Parses and validates config text; `file` names it in messages and
+    /// anchors its relative paths.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let at = |span: Option<Range<usize>>, message: String| ConfigError {
+            location: locate_span(file, text, span),
+            message,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+        let base = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let host_limits = raw.host.limits.over(Limits::default());
+        let mut providers = BTreeMap::new();
+        for (name, entry) in &raw.providers {
+            let span = entry.span();
+            let entry = entry.get_ref();
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(at(
+                    Some(span),
+                    format!("provider name {name:?} may use only letters, digits, '-' and '_'"),
+                ));
+            }
+            let plugin = parse_plugin(entry.plugin.get_ref(), &resolve)
+                .map_err(|m| at(Some(entry.plugin.span()), m))?;
+            let allowed_hosts = entry
+                .allowed_hosts
+                .iter()
+                .map(|h| AllowedHost::parse(h.get_ref()).map_err(|m| at(Some(h.span()), m)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut secrets = BTreeMap::new();
+            for (secret, var) in &entry.secrets {
+                let value = std::env::var(var.get_ref()).map_err(|_| {
+                    at(
+                        Some(var.span()),
+                        format!(
+                            "providers.{name}.secrets.{secret}: environment variable {} is not set; export it before starting Wharf, or remove provider {name:?}",
+                            var.get_ref()
+                        ),
+                    )
+                })?;
+                if value.is_empty() {
+                    return Err(at(
+                        Some(var.span()),
+                        format!(
+                            "environment variable {} is empty; set it to the key for provider {name:?}",
+                            var.get_ref()
+                        ),
+                    ));
+                }
+                secrets.insert(secret.clone(), value);
+            }
+            let storage = entry.storage_dir.as_ref().map(|dir| StorageGrant {
+                dir: resolve(dir.get_ref()),
+                writable: entry.storage_access == Access::ReadWrite,
+            });
+            let adapter_config_json = serde_json::to_string(&entry.config)
+                .expect("a TOML table is representable as JSON");
+            providers.insert(
+                name.clone(),
+                ProviderConfig {
+                    name: name.clone(),
+                    plugin,
+                    allowed_hosts,
+                    secrets: Secrets(secrets),
+                    storage,
+                    limits: entry.limits.over(host_limits),
+                    adapter_config_json,
+                },
+            );
+        }
+
+        let pick = |field: &Option<Spanned<String>>, what: &str| -> Result<String, ConfigError> {
+            let (name, span) = match field {
+                Some(s) => (s.get_ref().clone(), Some(s.span())),
+                None if providers.contains_key("local") => ("local".to_string(), None),
+                None => providers.keys().next().cloned().map(|n| (n, None)).ok_or_else(|| {
+                    at(None, "no providers are configured; add a [providers.local] entry with plugin = \"local\"".into())
+                })?,
+            };
+            if !providers.contains_key(&name) {
+                let known: Vec<_> = providers.keys().map(String::as_str).collect();
+                return Err(at(
+                    span,
+                    format!(
+                        "{what} {name:?} is not configured; use one of: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            Ok(name)
+        };
+        let default_provider = pick(&raw.host.default_provider, "default_provider")?;
+        let cache_provider = pick(&raw.host.cache, "cache")?;
+
+        let data_dir = resolve(
+            raw.host
+                .data_dir
+                .as_ref()
+                .map_or(Path::new(".wharf"), |d| d.get_ref()),
+        );
+        let sandbox_roots = match &raw.host.sandbox_roots {
+            Some(roots) if roots.is_empty() => {
+                return Err(at(None, "[host] sandbox_roots is empty: no path could be read or written; list at least one directory".into()));
+            }
+            Some(roots) => roots.iter().map(|r| resolve(r.get_ref())).collect(),
+            None => vec![
+                std::env::current_dir()
+                    .map_err(|e| at(None, format!("cannot read the working directory: {e}")))?,
+            ],
+        };
+        Ok(Config {
+            file: file.to_path_buf(),
+            data_dir,
+            sandbox_roots,
+            default_provider,
+            cache_provider,
+            providers,
+        })
+    }
+}
+
+fn parse_plugin(value: &str, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<PluginSource, String> {
+    let looks_like_path = value.ends_with(".wasm") || value.contains('/');
+    if !looks_like_path {
+        if value.is_empty()
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "plugin {value:?} is neither a built-in adapter name nor a path to a .wasm file"
+            ));
+        }
+        return Ok(PluginSource::Builtin(value.to_string()));
+    }
+    let path = resolve(Path::new(value));
+    if !path.is_file() {
+        return Err(format!(
+            "plugin file {} does not exist; build the component (cargo build --target wasm32-wasip2) and give its path, or name a built-in adapter such as \"local\"",
+            path.display()
+        ));
+    }
+    Ok(PluginSource::File(path))
+}
+
+/// `file:line:column` for a byte span of the text.
+fn locate_span(file: &Path, text: &str, span: Option<Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before
+                .rfind('\n')
+                .map_or(before.len(), |i| before.len() - i - 1)
+                + 1;
+            format!("{}:{line}:{column}", file.display())
+        }
+        None => file.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("providers.toml"), text)
+    }
+
+    #[test]
+    fn unknown_key_names_its_line() {
+        let err = parse("[host]\ndata_dir = \".wharf\"\ncolour = \"blue\"\n").unwrap_err();
+        assert_eq!(err.location, "providers.toml:3:1");
+        assert!(err.message.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_its_line() {
+        let err = parse("[providers.local]\nplugin = \"local\"\n[providers.local.limits]\nmemory_mib = \"lots\"\n").unwrap_err();
+        assert!(err.location.starts_with("providers.toml:4:"), "{err}");
+    }
+
+    #[test]
+    fn missing_secret_names_variable_and_fix() {
+        let err = parse("[providers.kimi]\nplugin = \"local\"\nsecrets = { api_key = \"WHARF_TEST_SURELY_UNSET\" }\n").unwrap_err();
+        assert!(err.location.starts_with("providers.toml:3:"), "{err}");
+        assert!(
+            err.message.contains("WHARF_TEST_SURELY_UNSET is not set"),
+            "{err}"
+        );
+        assert!(err.message.contains("export it"), "{err}");
+    }
+
+    #[test]
+    fn bad_plugin_path_names_the_file() {
+        let err = parse("[providers.x]\nplugin = \"plugins/nope.wasm\"\n").unwrap_err();
+        assert!(err.location.starts_with("providers.toml:2:"), "{err}");
+        assert!(err.message.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn unknown_default_provider_lists_known_ones() {
+        let err =
+            parse("[host]\ndefault_provider = \"s4\"\n[providers.local]\nplugin = \"local\"\n")
+                .unwrap_err();
+        assert!(err.message.contains("use one of: local"), "{err}");
+    }
+
+    #[test]
+    fn allowed_hosts_match_scheme_host_and_port() {
+        let exact = AllowedHost::parse("https://api.moonshot.ai").unwrap();
+        assert!(exact.allows(&"https://api.moonshot.ai/v1/files".parse().unwrap()));
+        assert!(!exact.allows(&"http://api.moonshot.ai/v1/files".parse().unwrap()));
+        assert!(!exact.allows(&"https://api.moonshot.ai.evil.com/".parse().unwrap()));
+        assert!(!exact.allows(&"https://api.moonshot.ai:8443/".parse().unwrap()));
+        let wildcard = AllowedHost::parse("https://*.supabase.co").unwrap();
+        assert!(wildcard.allows(&"https://abc.supabase.co/storage/v1".parse().unwrap()));
+        assert!(!wildcard.allows(&"https://supabase.co.evil.com/".parse().unwrap()));
+        let loopback = AllowedHost::parse("http://127.0.0.1:9000").unwrap();
+        assert!(loopback.allows(&"http://127.0.0.1:9000/bucket".parse().unwrap()));
+        assert!(AllowedHost::parse("api.moonshot.ai").is_err());
+        assert!(AllowedHost::parse("https://x.com/v1").is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! Host bindings of the `wharf:provider` world (`wit/provider.wit`).
+
+wasmtime::component::bindgen!({
+    world: "provider",
+    path: "../wit",
+    imports: { default: async | trappable },
+    exports: { default: async },
+    with: {
+        "wharf:provider/types.body": crate::body::Body,
+    },
+});
+
+pub use exports::wharf::provider::adapter::{
+    Capabilities, ContentKind, DownloadRequest, DownloadResult, DownloadSupport, Page,
+    UploadRequest,
+};
+pub use wharf::provider::types::{ErrorKind, ObjectInfo, ProviderError};

@@ -1,0 +1,655 @@
+//! The Wasm side of the host: compiling adapter components (once, cached on
+//! disk), and running each operation in a fresh, limited store.
+
+pub mod bindings;
+mod imports;
+mod limits;
+mod state;
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::future::BoxFuture;
+use wasmtime::component::{Component, Linker, Resource};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+pub use bindings::{
+    Capabilities, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, Page, ProviderError,
+};
+use bindings::{DownloadRequest, Provider, ProviderPre, UploadRequest};
+use limits::{CpuBudget, EPOCH_TICK, MemoryLimitExceeded, MemoryLimiter};
+use state::{CallState, GrantedDir, ProviderContext};
+
+use crate::body::Body;
+use crate::config::{Limits, PluginSource, ProviderConfig};
+
+/// The contract version the host implements (the WIT package version).
+pub const WIT_VERSION: &str = "wharf:provider@0.1.0";
+
+/// Where the granted storage directory appears in an adapter's WASI view.
+const STORAGE_MOUNT: &str = "/storage";
+
+/// Adapter instances that may be alive at once, across all adapters.
+const MAX_CONCURRENT_INSTANCES: u32 = 128;
+
+/// Compiles and runs adapters. One per process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache_dir: PathBuf,
+    _ticker: EpochTicker,
+}
+
+/// A loaded adapter: its compiled component, ready to instantiate, and what
+/// it may reach.
+pub struct Adapter {
+    pre: ProviderPre<CallState>,
+    context: Arc<ProviderContext>,
+    config_json: Arc<str>,
+    limits: Limits,
+    capabilities: Capabilities,
+    storage_mount: Option<(PathBuf, bool)>,
+    plugin_path: PathBuf,
+}
+
+/// Why an adapter call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The adapter answered with a classified provider failure.
+    #[error("{provider}: {operation} failed: {}", describe(error))]
+    Provider {
+        provider: String,
+        operation: &'static str,
+        error: ProviderError,
+    },
+    #[error(
+        "adapter {provider} exceeded its CPU limit of {limit_ms} ms during {operation}; raise limits.cpu_ms in [providers.{provider}] if it needs more"
+    )]
+    CpuLimit {
+        provider: String,
+        operation: &'static str,
+        limit_ms: u128,
+    },
+    #[error("{source} during {operation}; raise limits.memory_mib in [providers.{}] if it needs more", source.adapter)]
+    MemoryLimit {
+        operation: &'static str,
+        source: MemoryLimitExceeded,
+    },
+    #[error(
+        "adapter {provider} did not finish {operation} within {limit_secs} s (limits.timeout_secs)"
+    )]
+    Timeout {
+        provider: String,
+        operation: &'static str,
+        limit_secs: u64,
+    },
+    #[error("adapter {provider} crashed during {operation}: {message}")]
+    Trap {
+        provider: String,
+        operation: &'static str,
+        message: String,
+    },
+}
+
+impl CallError {
+    /// The provider's classification, when the failure came from the provider.
+    pub fn kind(&self) -> Option<&ErrorKind> {
+        match self {
+            CallError::Provider { error, .. } => Some(&error.kind),
+            _ => None,
+        }
+    }
+}
+
+/// Raised by the epoch callback when a call has used its CPU budget.
+#[derive(Debug, thiserror::Error)]
+#[error("CPU limit exceeded")]
+struct CpuLimitExceeded;
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Gone => "gone",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::RateLimited(Some(ms)) => {
+                return write!(f, "rate limited (retry after {ms} ms)");
+            }
+            ErrorKind::RateLimited(None) => "rate limited",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::QuotaExceeded => "quota exceeded",
+            ErrorKind::TooLarge => "too large",
+            ErrorKind::InvalidRequest => "invalid request",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Other => "error",
+        };
+        f.write_str(text)
+    }
+}
+
+/// A provider failure as people read it: `not found (HTTP 404, NoSuchKey): message`.
+pub fn describe(error: &ProviderError) -> String {
+    let detail = match (error.status, &error.code) {
+        (Some(status), Some(code)) => format!(" (HTTP {status}, {code})"),
+        (Some(status), None) => format!(" (HTTP {status})"),
+        (None, Some(code)) => format!(" ({code})"),
+        (None, None) => String::new(),
+    };
+    format!("{}{detail}: {}", error.kind, error.message)
+}
+
+impl fmt::Display for DownloadSupport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DownloadSupport::Original => "original",
+            DownloadSupport::Derived => "derived",
+            DownloadSupport::None => "none",
+        })
+    }
+}
+
+/// Advances the engine's epoch every tick, for CPU limits.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("wharf-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("starting the epoch thread");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// An engine whose instances come from a pooling allocator sized for
+    /// `max_memory` per instance (the largest adapter memory limit), with
+    /// compiled components cached under `cache_dir`.
+    pub fn new(cache_dir: &Path, max_memory: u64) -> anyhow::Result<Self> {
+        // reqwest is built without a default TLS provider (aws-lc takes minutes
+        // to build); use ring. Fails harmlessly when already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
+            .total_core_instances(MAX_CONCURRENT_INSTANCES * 4)
+            .total_memories(MAX_CONCURRENT_INSTANCES * 2)
+            .total_tables(MAX_CONCURRENT_INSTANCES * 4)
+            .max_memory_size(max_memory as usize);
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        Provider::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+
+        std::fs::create_dir_all(cache_dir).with_context(|| {
+            format!(
+                "creating the compiled-component cache {}",
+                cache_dir.display()
+            )
+        })?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            cache_dir: cache_dir.to_path_buf(),
+            _ticker: ticker,
+        })
+    }
+
+    /// Compiles a component, or loads it from the cache when this engine has
+    /// compiled the same bytes before.
+    pub fn compile(&self, wasm: &Path) -> anyhow::Result<Component> {
+        let bytes = std::fs::read(wasm)
+            .with_context(|| format!("reading adapter component {}", wasm.display()))?;
+        let mut engine_hash = DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        let key = format!(
+            "{}-{:016x}",
+            crate::body::to_hex(&crate::body::digest_of(&bytes)),
+            engine_hash.finish()
+        );
+        let cached = self.cache_dir.join(format!("{key}.cwasm"));
+        if cached.is_file() {
+            // SAFETY: the cache holds only what `precompile_component` wrote for
+            // an engine with this compatibility hash; nothing else writes there.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!("recompiling {}: cached copy unusable: {e}", wasm.display())
+                }
+            }
+        }
+        let compiled = self
+            .engine
+            .precompile_component(&bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{} is not a valid component", wasm.display()))?;
+        let temp = cached.with_extension(format!("{:016x}.partial", rand::random::<u64>()));
+        std::fs::write(&temp, &compiled)
+            .and_then(|()| std::fs::rename(&temp, &cached))
+            .with_context(|| {
+                let _ = std::fs::remove_file(&temp);
+                format!("writing {}", cached.display())
+            })?;
+        // SAFETY: produced just above by this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(anyhow::Error::from)
+    }
+
+    /// Loads the adapter a provider entry names, and calls its `init` once to
+    /// check its config and learn its capabilities.
+    pub async fn load(&self, provider: &ProviderConfig) -> anyhow::Result<Adapter> {
+        let name = &provider.name;
+        let plugin_path = plugin_path(&provider.plugin)?;
+        let component = self
+            .compile(&plugin_path)
+            .with_context(|| format!("provider {name}"))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "provider {name}: {} does not fit {WIT_VERSION}",
+                    plugin_path.display()
+                )
+            })?;
+        let pre = ProviderPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "provider {name}: {} does not export {WIT_VERSION}",
+                    plugin_path.display()
+                )
+            })?;
+
+        let storage = match &provider.storage {
+            Some(grant) => {
+                if grant.writable {
+                    std::fs::create_dir_all(&grant.dir).with_context(|| {
+                        format!(
+                            "provider {name}: creating storage_dir {}",
+                            grant.dir.display()
+                        )
+                    })?;
+                }
+                let path = grant.dir.canonicalize().with_context(|| {
+                    format!(
+                        "provider {name}: storage_dir {} cannot be opened",
+                        grant.dir.display()
+                    )
+                })?;
+                let dir = cap_std::fs::Dir::open_ambient_dir(&path, cap_std::ambient_authority())
+                    .with_context(|| {
+                    format!("provider {name}: opening storage_dir {}", path.display())
+                })?;
+                Some(GrantedDir {
+                    dir,
+                    path,
+                    writable: grant.writable,
+                })
+            }
+            None => None,
+        };
+        let storage_mount = storage.as_ref().map(|g| (g.path.clone(), g.writable));
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(120))
+            // A redirect could lead past the allowlist: adapters see 3xx and decide.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        let context = Arc::new(ProviderContext {
+            name: name.clone(),
+            allowed_hosts: provider.allowed_hosts.clone(),
+            secrets: provider.secrets.clone(),
+            storage,
+            http,
+        });
+        let mut adapter = Adapter {
+            pre,
+            context,
+            config_json: provider.adapter_config_json.clone().into(),
+            limits: provider.limits,
+            capabilities: placeholder_capabilities(),
+            storage_mount,
+            plugin_path,
+        };
+        adapter.capabilities = adapter
+            .call("init", |_, _| Box::pin(async { Ok(Ok(())) }))
+            .await
+            .map(|((), capabilities)| capabilities)
+            .with_context(|| format!("provider {name}: its config was refused"))?;
+        Ok(adapter)
+    }
+}
+
+fn placeholder_capabilities() -> Capabilities {
+    Capabilities {
+        download: DownloadSupport::None,
+        stat: false,
+        list: false,
+        delete: false,
+        presign: false,
+        resumable_upload: false,
+        persistent: false,
+        max_size: None,
+    }
+}
+
+/// The directory holding the adapters built with Wharf: `$WHARF_PLUGIN_DIR`,
+/// else `plugins/` beside the executable, else the build's own output.
+pub fn builtin_plugin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WHARF_PLUGIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("plugins")));
+    match beside_exe {
+        Some(dir) if dir.is_dir() => dir,
+        _ => PathBuf::from(env!("WHARF_BUILTIN_PLUGIN_DIR")),
+    }
+}
+
+fn plugin_path(source: &PluginSource) -> anyhow::Result<PathBuf> {
+    match source {
+        PluginSource::File(path) => Ok(path.clone()),
+        PluginSource::Builtin(name) => {
+            let dir = builtin_plugin_dir();
+            let path = dir.join(format!("wharf_plugin_{}.wasm", name.replace('-', "_")));
+            anyhow::ensure!(
+                path.is_file(),
+                "no built-in adapter named {name:?} in {}; build Wharf (cargo build) or set plugin to the path of a .wasm component",
+                dir.display()
+            );
+            Ok(path)
+        }
+    }
+}
+
+type CallResult<'a, R> = BoxFuture<'a, wasmtime::Result<Result<R, ProviderError>>>;
+
+impl Adapter {
+    pub fn name(&self) -> &str {
+        &self.context.name
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    pub fn plugin_path(&self) -> &Path {
+        &self.plugin_path
+    }
+
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        self.context
+            .allowed_hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn store(&self) -> wasmtime::Result<Store<CallState>> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stderr();
+        if let Some((path, writable)) = &self.storage_mount {
+            let perms = if *writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(path, STORAGE_MOUNT, perms)?;
+        }
+        let state = CallState {
+            wasi: wasi.build(),
+            table: wasmtime::component::ResourceTable::new(),
+            memory: MemoryLimiter {
+                adapter: self.context.name.clone(),
+                max_bytes: self.limits.memory_bytes,
+            },
+            cpu: CpuBudget::new(self.limits.cpu),
+            provider: self.context.clone(),
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let cpu = &mut ctx.data_mut().cpu;
+            if cpu.ticks_left == 0 {
+                return Err(wasmtime::Error::new(CpuLimitExceeded));
+            }
+            cpu.ticks_left -= 1;
+            // Yielding lets the wall-clock timeout fire even while the guest spins.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        Ok(store)
+    }
+
+    /// Runs one operation in a fresh instance: instantiate, `init` with the
+    /// adapter's config, then `op`. Returns the operation's result and the
+    /// capabilities `init` declared.
+    async fn call<R: Send>(
+        &self,
+        operation: &'static str,
+        op: impl for<'a> FnOnce(&'a mut Store<CallState>, &'a Provider) -> CallResult<'a, R> + Send,
+    ) -> Result<(R, Capabilities), CallError> {
+        let provider = self.name().to_string();
+        let run = async {
+            let mut store = self.store()?;
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let adapter = instance.wharf_provider_adapter();
+            let capabilities = match adapter.call_init(&mut store, &self.config_json).await? {
+                Ok(capabilities) => capabilities,
+                Err(error) => return Ok(Err(error)),
+            };
+            Ok(op(&mut store, &instance).await?.map(|r| (r, capabilities)))
+        };
+        let outcome: wasmtime::Result<Result<(R, Capabilities), ProviderError>> =
+            match tokio::time::timeout(self.limits.timeout, run).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    return Err(CallError::Timeout {
+                        provider,
+                        operation,
+                        limit_secs: self.limits.timeout.as_secs(),
+                    });
+                }
+            };
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(CallError::Provider {
+                provider,
+                operation,
+                error,
+            }),
+            Err(err) => Err(self.classify_trap(operation, err)),
+        }
+    }
+
+    fn classify_trap(&self, operation: &'static str, err: wasmtime::Error) -> CallError {
+        let provider = self.name().to_string();
+        if err.downcast_ref::<CpuLimitExceeded>().is_some() {
+            return CallError::CpuLimit {
+                provider,
+                operation,
+                limit_ms: self.limits.cpu.as_millis(),
+            };
+        }
+        if let Some(limit) = err.downcast_ref::<MemoryLimitExceeded>() {
+            return CallError::MemoryLimit {
+                operation,
+                source: MemoryLimitExceeded {
+                    adapter: limit.adapter.clone(),
+                    limit_mib: limit.limit_mib,
+                    asked_mib: limit.asked_mib,
+                },
+            };
+        }
+        CallError::Trap {
+            provider,
+            operation,
+            message: format!("{err:#}"),
+        }
+    }
+
+    /// Stores content at the provider. The body is streamed by the host.
+    pub async fn upload(
+        &self,
+        content: Body,
+        name: &str,
+        mime: &str,
+        sha256: &str,
+        purpose: Option<&str>,
+    ) -> Result<ObjectInfo, CallError> {
+        let size = content.size().unwrap_or(0);
+        let (name, mime, sha256) = (name.to_string(), mime.to_string(), sha256.to_string());
+        let purpose = purpose.map(str::to_string);
+        self.call("upload", move |store, instance| {
+            Box::pin(async move {
+                let content = store.data_mut().table.push(content)?;
+                let request = UploadRequest {
+                    content,
+                    name,
+                    mime,
+                    size,
+                    sha256,
+                    purpose,
+                };
+                instance
+                    .wharf_provider_adapter()
+                    .call_upload(store, &request)
+                    .await
+            })
+        })
+        .await
+        .map(|(info, _)| info)
+    }
+
+    /// Fetches an object: its bytes as a host body, and whether they are the
+    /// original or derived content.
+    pub async fn download(
+        &self,
+        remote_id: &str,
+        derived: bool,
+    ) -> Result<(Body, ContentKind, Option<String>), CallError> {
+        let request = DownloadRequest {
+            remote_id: remote_id.to_string(),
+            derived,
+        };
+        self.call("download", move |store, instance| {
+            Box::pin(async move {
+                let result = instance
+                    .wharf_provider_adapter()
+                    .call_download(&mut *store, &request)
+                    .await?;
+                Ok(match result {
+                    Ok(download) => {
+                        let body = take_body(store, download.content)?;
+                        Ok((body, download.kind, download.mime))
+                    }
+                    Err(e) => Err(e),
+                })
+            })
+        })
+        .await
+        .map(|(download, _)| download)
+    }
+
+    pub async fn stat(&self, remote_id: &str) -> Result<ObjectInfo, CallError> {
+        let remote_id = remote_id.to_string();
+        self.call("stat", move |store, instance| {
+            Box::pin(async move {
+                instance
+                    .wharf_provider_adapter()
+                    .call_stat(store, &remote_id)
+                    .await
+            })
+        })
+        .await
+        .map(|(info, _)| info)
+    }
+
+    pub async fn list(&self, cursor: Option<&str>, limit: u32) -> Result<Page, CallError> {
+        let cursor = cursor.map(str::to_string);
+        self.call("list", move |store, instance| {
+            Box::pin(async move {
+                instance
+                    .wharf_provider_adapter()
+                    .call_list(store, cursor.as_deref(), limit)
+                    .await
+            })
+        })
+        .await
+        .map(|(page, _)| page)
+    }
+
+    pub async fn delete(&self, remote_id: &str) -> Result<(), CallError> {
+        let remote_id = remote_id.to_string();
+        self.call("delete", move |store, instance| {
+            Box::pin(async move {
+                instance
+                    .wharf_provider_adapter()
+                    .call_delete(store, &remote_id)
+                    .await
+            })
+        })
+        .await
+        .map(|((), _)| ())
+    }
+
+    pub async fn presign(
+        &self,
+        remote_id: &str,
+        expires_in: Duration,
+    ) -> Result<String, CallError> {
+        let remote_id = remote_id.to_string();
+        let secs = expires_in.as_secs();
+        self.call("presign", move |store, instance| {
+            Box::pin(async move {
+                instance
+                    .wharf_provider_adapter()
+                    .call_presign(store, &remote_id, secs)
+                    .await
+            })
+        })
+        .await
+        .map(|(url, _)| url)
+    }
+}
+
+fn take_body(store: &mut Store<CallState>, handle: Resource<Body>) -> wasmtime::Result<Body> {
+    Ok(store.data_mut().table.delete(handle)?)
+}

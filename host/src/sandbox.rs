@@ -1,0 +1,279 @@
+//! User paths, confined to the configured sandbox roots.
+//!
+//! Every file Wharf reads or writes for a user is reached through a cap-std
+//! directory opened on one of the roots, so `..`, absolute paths and symlinks
+//! that lead out of it are refused by the kernel-level checks of cap-std, not
+//! by comparing strings.
+
+use std::path::{Component, Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+
+use crate::body::{Body, BodyError, Copied, Digest, FileRange, to_hex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "refused {path}: it is outside the sandbox roots ({roots}); add its directory to [host] sandbox_roots to allow it"
+    )]
+    OutsideRoots { path: String, roots: String },
+    #[error(
+        "refused {path}: it leads outside sandbox root {root} (through '..' or a symlink), or cannot be opened: {source}"
+    )]
+    Escapes {
+        path: String,
+        root: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a regular file")]
+    NotAFile { path: String },
+    #[error("cannot open sandbox root {path}: {source}; fix [host] sandbox_roots")]
+    Root {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(
+        "SHA-256 mismatch: expected {expected}, received {actual}; nothing was written to {destination}"
+    )]
+    HashMismatch {
+        expected: String,
+        actual: String,
+        destination: String,
+    },
+}
+
+struct Root {
+    path: PathBuf,
+    dir: Dir,
+}
+
+pub struct Sandbox {
+    roots: Vec<Root>,
+    cwd: PathBuf,
+}
+
+/// A place to write inside a root.
+pub struct Destination<'a> {
+    dir: &'a Dir,
+    relative: PathBuf,
+    /// The absolute path, for messages and records.
+    pub display: PathBuf,
+}
+
+impl Sandbox {
+    pub fn open(roots: &[PathBuf]) -> Result<Self, SandboxError> {
+        let root_error = |path: &Path, source| SandboxError::Root {
+            path: path.display().to_string(),
+            source,
+        };
+        let roots = roots
+            .iter()
+            .map(|path| {
+                let path = path.canonicalize().map_err(|e| root_error(path, e))?;
+                let dir = Dir::open_ambient_dir(&path, ambient_authority())
+                    .map_err(|e| root_error(&path, e))?;
+                Ok(Root { path, dir })
+            })
+            .collect::<Result<_, SandboxError>>()?;
+        let cwd = std::env::current_dir()
+            .and_then(|d| d.canonicalize())
+            .map_err(|e| SandboxError::Io {
+                path: ".".into(),
+                source: e,
+            })?;
+        Ok(Self { roots, cwd })
+    }
+
+    /// The root a path falls under, and the path relative to it. The relative
+    /// part may still hold `..` or symlinks: cap-std judges those when opening.
+    fn locate(&self, path: &Path) -> Result<(&Root, PathBuf), SandboxError> {
+        let absolute = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.cwd.join(path)
+        };
+        self.roots
+            .iter()
+            .find_map(|root| {
+                absolute
+                    .strip_prefix(&root.path)
+                    .ok()
+                    .map(|rest| (root, rest.to_path_buf()))
+            })
+            .ok_or_else(|| SandboxError::OutsideRoots {
+                path: path.display().to_string(),
+                roots: self
+                    .roots
+                    .iter()
+                    .map(|r| r.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    fn escapes(path: &Path, root: &Root, source: std::io::Error) -> SandboxError {
+        SandboxError::Escapes {
+            path: path.display().to_string(),
+            root: root.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Opens a regular file for reading.
+    pub fn open_file(&self, path: &Path) -> Result<FileRange, SandboxError> {
+        let (root, relative) = self.locate(path)?;
+        if relative.as_os_str().is_empty() {
+            return Err(SandboxError::NotAFile {
+                path: path.display().to_string(),
+            });
+        }
+        let file = root.dir.open(&relative).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SandboxError::Io {
+                path: path.display().to_string(),
+                source: e,
+            },
+            _ => Self::escapes(path, root, e),
+        })?;
+        let io = |source| SandboxError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if !file.metadata().map_err(io)?.is_file() {
+            return Err(SandboxError::NotAFile {
+                path: path.display().to_string(),
+            });
+        }
+        FileRange::whole(file.into_std(), path.display().to_string()).map_err(io)
+    }
+
+    /// Where a download goes: `path` if given (into it, named `name`, when it
+    /// is a directory), else `name` in the working directory.
+    pub fn destination(
+        &self,
+        path: Option<&Path>,
+        name: &str,
+    ) -> Result<Destination<'_>, SandboxError> {
+        let name = safe_file_name(name);
+        let requested = path.map_or_else(|| PathBuf::from(&name), Path::to_path_buf);
+        let (root, mut relative) = self.locate(&requested)?;
+        let is_dir = relative.as_os_str().is_empty() || root.dir.is_dir(&relative);
+        if is_dir {
+            relative.push(&name);
+        }
+        let display = root.path.join(&relative);
+        if relative
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+        {
+            // `..` is legal if it stays inside, but the recorded path must be plain.
+            return Err(Self::escapes(
+                &requested,
+                root,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "write destinations may not contain '..'",
+                ),
+            ));
+        }
+        Ok(Destination {
+            dir: &root.dir,
+            relative,
+            display,
+        })
+    }
+}
+
+impl Destination<'_> {
+    /// Streams the body into place atomically, checking its SHA-256.
+    pub async fn write(&self, body: Body, expected: Option<Digest>) -> Result<Copied, WriteError> {
+        write_atomic(
+            self.dir,
+            &self.relative,
+            body,
+            expected,
+            &self.display.display().to_string(),
+        )
+        .await
+    }
+}
+
+/// A file name that cannot climb or hide: the last component of `name`.
+fn safe_file_name(name: &str) -> String {
+    Path::new(name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "download".to_string())
+}
+
+/// Writes `body` to `relative` under `dir`: into a temporary file beside the
+/// destination, fsynced, checked against `expected`, then renamed over it.
+/// On any failure the temporary file is removed and the destination untouched.
+pub async fn write_atomic(
+    dir: &Dir,
+    relative: &Path,
+    body: Body,
+    expected: Option<Digest>,
+    label: &str,
+) -> Result<Copied, WriteError> {
+    let file_name = relative.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{label} names no file"),
+        )
+    })?;
+    let parent = match relative.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => {
+            dir.create_dir_all(parent)?;
+            dir.open_dir(parent)?
+        }
+        None => dir.try_clone()?,
+    };
+    let temp_name = format!(
+        ".{}.{:016x}.wharf-partial",
+        file_name.to_string_lossy(),
+        rand::random::<u64>()
+    );
+    let temp = parent.open_with(&temp_name, OpenOptions::new().write(true).create_new(true))?;
+    let copied = body.copy_to(temp.into_std(), label.to_string()).await;
+    let outcome = match copied {
+        Ok(copied) => match expected {
+            Some(expected) if expected != copied.sha256 => Err(WriteError::HashMismatch {
+                expected: to_hex(&expected),
+                actual: to_hex(&copied.sha256),
+                destination: label.to_string(),
+            }),
+            _ => Ok(copied),
+        },
+        Err(e) => Err(e.into()),
+    };
+    match outcome {
+        Ok(copied) => {
+            parent.rename(&temp_name, &parent, file_name)?;
+            // Make the rename itself durable.
+            // (cap-std's own directory handles are O_PATH, which cannot be fsynced.)
+            parent
+                .open_with(".", OpenOptions::new().read(true))?
+                .sync_all()?;
+            Ok(copied)
+        }
+        Err(e) => {
+            let _ = parent.remove_file(&temp_name);
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The local adapter, Wharf's embedded default: objects live in the directory
+//! that providers.toml grants this adapter (`storage_dir`), named by their
+//! SHA-256, so the same bytes are stored once.
+//!
+//! Bulk bytes move through the host's `storage` interface; the adapter itself
+//! touches only small metadata files, through the WASI preopen of the same
+//! directory.
+
+mod config;
+mod core;
+mod error;
+
+use wharf_adapter_sdk::{
+    Adapter, Capabilities, DownloadResult, DownloadRequest, DownloadSupport, ObjectInfo, Page,
+    ProviderError, UploadRequest, export_adapter,
+};
+
+struct Local;
+
+impl Adapter for Local {
+    fn init(config_json: String) -> Result<Capabilities, ProviderError> {
+        config::CONFIG.set(config::Config::parse(&config_json)?);
+        Ok(Capabilities {
+            download: DownloadSupport::Original,
+            stat: true,
+            list: true,
+            delete: true,
+            presign: false,
+            resumable_upload: false,
+            persistent: true,
+            max_size: None,
+        })
+    }
+
+    fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
+        core::upload(req)
+    }
+
+    fn download(req: DownloadRequest) -> Result<DownloadResult, ProviderError> {
+        core::download(req)
+    }
+
+    fn stat(remote_id: String) -> Result<ObjectInfo, ProviderError> {
+        core::stat(&remote_id)
+    }
+
+    fn list(cursor: Option<String>, limit: u32) -> Result<Page, ProviderError> {
+        core::list(cursor.as_deref(), limit)
+    }
+
+    fn delete(remote_id: String) -> Result<(), ProviderError> {
+        core::delete(&remote_id)
+    }
+
+    fn presign(_remote_id: String, _expires_in_secs: u64) -> Result<String, ProviderError> {
+        Err(ProviderError::unsupported(
+            "the local provider has no URLs of its own; use Wharf's HTTP download links",
+        ))
+    }
+}
+
+export_adapter!(Local);

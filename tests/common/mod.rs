@@ -1,0 +1,83 @@
+//! Shared set-up for the integration tests: a scratch directory holding a
+//! sandbox root, a data directory and a providers.toml, and the real host
+//! loading the real adapter components.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::path::{Path, PathBuf};
+
+use wharf::config::Config;
+use wharf::gateway::Gateway;
+
+/// The hostile test adapter, built for wasm32-wasip2 by the host's build script.
+pub fn hostile_plugin() -> PathBuf {
+    Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR")).join("wharf_test_hostile.wasm")
+}
+
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("creating a scratch directory");
+        std::fs::create_dir(dir.path().join("work")).unwrap();
+        Self { dir }
+    }
+
+    /// The sandbox root: the only place user paths may be.
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("providers.toml")
+    }
+
+    /// Writes a providers.toml with the local provider and `extra` entries.
+    pub fn write_config(&self, extra: &str) -> PathBuf {
+        let text = format!(
+            r#"[host]
+data_dir = "{data}"
+sandbox_roots = ["{work}"]
+default_provider = "local"
+cache = "local"
+
+[providers.local]
+plugin = "local"
+storage_dir = "{data}/local"
+{extra}
+"#,
+            data = self.data().display(),
+            work = self.work().display(),
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+        self.config_path()
+    }
+
+    pub async fn gateway(&self, extra: &str) -> Gateway {
+        let config = Config::load(&self.write_config(extra)).expect("test config is valid");
+        Gateway::open(config).await.expect("gateway opens")
+    }
+
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.work().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+/// Deterministic non-trivial content of a given size.
+pub fn pattern(size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    wharf::body::to_hex(&wharf::body::digest_of(bytes))
+}
