@@ -18,7 +18,8 @@ use crate::catalog::{
 };
 use crate::config::Config;
 use crate::runtime::{
-    Adapter, CallError, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, Runtime, WIT_VERSION,
+    Adapter, CallError, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Runtime,
+    WIT_VERSION,
 };
 use crate::sandbox::{Sandbox, SandboxError, WriteError};
 
@@ -179,6 +180,16 @@ pub struct Gateway {
     spool_dir: PathBuf,
     // Declared last: adapters must drop before the engine's epoch thread stops.
     _runtime: Runtime,
+}
+
+impl ObjectRecord {
+    /// How the adapter knows this copy.
+    fn target(&self) -> ObjectRef {
+        ObjectRef {
+            remote_id: self.remote_id.clone(),
+            purpose: self.purpose.clone(),
+        }
+    }
 }
 
 fn now() -> i64 {
@@ -412,7 +423,7 @@ impl Gateway {
             Ok(id) => id,
             Err(e) => {
                 // Unrecorded, the copy could never be found again: take it back.
-                if let Err(undo) = adapter.delete(&record.remote_id).await {
+                if let Err(undo) = adapter.delete(&record.target()).await {
                     tracing::error!(
                         "{provider}: could not remove unrecorded copy {}: {undo}",
                         record.remote_id
@@ -558,7 +569,7 @@ impl Gateway {
         let (object, source) = self.readable_copy(&requested, provider.is_some()).await?;
         let adapter = self.adapter(Some(&object.provider))?;
         let target = self.sandbox.destination(destination, &object.name)?;
-        let (body, kind, _) = match adapter.download(&object.remote_id, false).await {
+        let (body, kind, _) = match adapter.download(&object.target(), false).await {
             Ok(download) => download,
             Err(e) => return Err(self.note_missing(&object, e).await),
         };
@@ -601,7 +612,7 @@ impl Gateway {
         let downloads = self.catalog.downloads(&object.id).await?;
         let adapter = self.adapter(Some(&object.provider))?;
         let (remote, remote_error) = if adapter.capabilities().stat {
-            match adapter.stat(&object.remote_id).await {
+            match adapter.stat(&object.target()).await {
                 Ok(info) => (Some(info.into()), None),
                 Err(e) => (None, Some(self.note_missing(&object, e).await.to_string())),
             }
@@ -665,7 +676,7 @@ impl Gateway {
                     provider: object.provider,
                 });
             }
-            match adapter.delete(&object.remote_id).await {
+            match adapter.delete(&object.target()).await {
                 Ok(()) => {}
                 Err(e) if matches!(e.kind(), Some(ErrorKind::NotFound | ErrorKind::Gone)) => {}
                 Err(e) => return Err(e.into()),

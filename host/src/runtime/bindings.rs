@@ -11,7 +11,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::wharf::provider::adapter::{
-    Capabilities, ContentKind, DownloadRequest, DownloadResult, DownloadSupport, Page,
-    UploadRequest,
+    Capabilities, ContentKind, DownloadResult, DownloadSupport, ObjectRef, Page, UploadRequest,
 };
 pub use wharf::provider::types::{ErrorKind, ObjectInfo, ProviderError};

@@ -23,9 +23,10 @@ use wasmtime::{
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 pub use bindings::{
-    Capabilities, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, Page, ProviderError,
+    Capabilities, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Page,
+    ProviderError,
 };
-use bindings::{DownloadRequest, Provider, ProviderPre, UploadRequest};
+use bindings::{Provider, ProviderPre, UploadRequest};
 use limits::{CpuBudget, EPOCH_TICK, MemoryLimitExceeded, MemoryLimiter};
 use state::{CallState, GrantedDir, ProviderContext};
 
@@ -562,19 +563,14 @@ impl Adapter {
     /// original or derived content.
     pub async fn download(
         &self,
-        remote_id: &str,
+        target: &ObjectRef,
         derived: bool,
     ) -> Result<(Body, ContentKind, Option<String>), CallError> {
-        let request = DownloadRequest {
-            remote_id: remote_id.to_string(),
-            derived,
-        };
+        let target = target.clone();
         self.call("download", move |store, instance| {
             Box::pin(async move {
-                let result = instance
-                    .wharf_provider_adapter()
-                    .call_download(&mut *store, &request)
-                    .await?;
+                let adapter = instance.wharf_provider_adapter();
+                let result = adapter.call_download(&mut *store, &target, derived).await?;
                 Ok(match result {
                     Ok(download) => {
                         let body = take_body(store, download.content)?;
@@ -588,13 +584,13 @@ impl Adapter {
         .map(|(download, _)| download)
     }
 
-    pub async fn stat(&self, remote_id: &str) -> Result<ObjectInfo, CallError> {
-        let remote_id = remote_id.to_string();
+    pub async fn stat(&self, target: &ObjectRef) -> Result<ObjectInfo, CallError> {
+        let target = target.clone();
         self.call("stat", move |store, instance| {
             Box::pin(async move {
                 instance
                     .wharf_provider_adapter()
-                    .call_stat(store, &remote_id)
+                    .call_stat(store, &target)
                     .await
             })
         })
@@ -606,23 +602,21 @@ impl Adapter {
         let cursor = cursor.map(str::to_string);
         self.call("list", move |store, instance| {
             Box::pin(async move {
-                instance
-                    .wharf_provider_adapter()
-                    .call_list(store, cursor.as_deref(), limit)
-                    .await
+                let adapter = instance.wharf_provider_adapter();
+                adapter.call_list(store, cursor.as_deref(), limit).await
             })
         })
         .await
         .map(|(page, _)| page)
     }
 
-    pub async fn delete(&self, remote_id: &str) -> Result<(), CallError> {
-        let remote_id = remote_id.to_string();
+    pub async fn delete(&self, target: &ObjectRef) -> Result<(), CallError> {
+        let target = target.clone();
         self.call("delete", move |store, instance| {
             Box::pin(async move {
                 instance
                     .wharf_provider_adapter()
-                    .call_delete(store, &remote_id)
+                    .call_delete(store, &target)
                     .await
             })
         })
@@ -632,17 +626,15 @@ impl Adapter {
 
     pub async fn presign(
         &self,
-        remote_id: &str,
+        target: &ObjectRef,
         expires_in: Duration,
     ) -> Result<String, CallError> {
-        let remote_id = remote_id.to_string();
+        let target = target.clone();
         let secs = expires_in.as_secs();
         self.call("presign", move |store, instance| {
             Box::pin(async move {
-                instance
-                    .wharf_provider_adapter()
-                    .call_presign(store, &remote_id, secs)
-                    .await
+                let adapter = instance.wharf_provider_adapter();
+                adapter.call_presign(store, &target, secs).await
             })
         })
         .await

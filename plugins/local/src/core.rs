@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::time::{SystemTime, UNIX_EPOCH};
 use wharf_adapter_sdk::{
-    ContentKind, DownloadResult, DownloadRequest, ObjectInfo, Page, ProviderError, UploadRequest,
-    storage,
+    ContentKind, DownloadResult, ObjectInfo, Page, ProviderError, UploadRequest, storage,
 };
 
 use crate::config::CONFIG;
@@ -96,13 +95,13 @@ pub fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
     })
 }
 
-pub fn download(req: DownloadRequest) -> Result<DownloadResult, ProviderError> {
-    if req.derived {
+pub fn download(remote_id: &str, derived: bool) -> Result<DownloadResult, ProviderError> {
+    if derived {
         return Err(ProviderError::unsupported(
             "the local provider keeps the original bytes only; it has no derived content",
         ));
     }
-    let object = object_path(&req.remote_id)?;
+    let object = object_path(remote_id)?;
     let content = storage::open(&object)?;
     Ok(DownloadResult { content, kind: ContentKind::Original, mime: read_meta(&object).mime })
 }

@@ -11,7 +11,7 @@ mod core;
 mod error;
 
 use wharf_adapter_sdk::{
-    Adapter, Capabilities, DownloadResult, DownloadRequest, DownloadSupport, ObjectInfo, Page,
+    Adapter, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
     ProviderError, UploadRequest, export_adapter,
 };
 
@@ -36,23 +36,23 @@ impl Adapter for Local {
         core::upload(req)
     }
 
-    fn download(req: DownloadRequest) -> Result<DownloadResult, ProviderError> {
-        core::download(req)
+    fn download(target: ObjectRef, derived: bool) -> Result<DownloadResult, ProviderError> {
+        core::download(&target.remote_id, derived)
     }
 
-    fn stat(remote_id: String) -> Result<ObjectInfo, ProviderError> {
-        core::stat(&remote_id)
+    fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {
+        core::stat(&target.remote_id)
     }
 
     fn list(cursor: Option<String>, limit: u32) -> Result<Page, ProviderError> {
         core::list(cursor.as_deref(), limit)
     }
 
-    fn delete(remote_id: String) -> Result<(), ProviderError> {
-        core::delete(&remote_id)
+    fn delete(target: ObjectRef) -> Result<(), ProviderError> {
+        core::delete(&target.remote_id)
     }
 
-    fn presign(_remote_id: String, _expires_in_secs: u64) -> Result<String, ProviderError> {
+    fn presign(_target: ObjectRef, _expires_in_secs: u64) -> Result<String, ProviderError> {
         Err(ProviderError::unsupported(
             "the local provider has no URLs of its own; use Wharf's HTTP download links",
         ))

@@ -19,7 +19,7 @@ pub mod errors;
 pub mod response;
 
 pub use exports::wharf::provider::adapter::{
-    Capabilities, ContentKind, DownloadResult, DownloadRequest, DownloadSupport, Guest as Adapter, Page,
+    Capabilities, ContentKind, DownloadResult, DownloadSupport, Guest as Adapter, ObjectRef, Page,
     UploadRequest,
 };
 pub use wharf::provider::types::{Body, ErrorKind, ObjectInfo, ProviderError};

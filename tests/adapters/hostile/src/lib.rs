@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use wharf_adapter_sdk::http::{Request, RequestBody};
 use wharf_adapter_sdk::{
-    Adapter, Capabilities, DownloadRequest, DownloadResult, DownloadSupport, ObjectInfo, Page,
+    Adapter, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
     ProviderError, UploadRequest, config, export_adapter, http,
 };
 
@@ -74,19 +74,19 @@ impl Adapter for Hostile {
     fn upload(_req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
         misbehave()
     }
-    fn download(_req: DownloadRequest) -> Result<DownloadResult, ProviderError> {
+    fn download(_target: ObjectRef, _derived: bool) -> Result<DownloadResult, ProviderError> {
         misbehave().map(|_| unreachable!())
     }
-    fn stat(_remote_id: String) -> Result<ObjectInfo, ProviderError> {
+    fn stat(_target: ObjectRef) -> Result<ObjectInfo, ProviderError> {
         misbehave()
     }
     fn list(_cursor: Option<String>, _limit: u32) -> Result<Page, ProviderError> {
         misbehave().map(|_| unreachable!())
     }
-    fn delete(_remote_id: String) -> Result<(), ProviderError> {
+    fn delete(_target: ObjectRef) -> Result<(), ProviderError> {
         misbehave().map(|_| ())
     }
-    fn presign(_remote_id: String, _expires_in_secs: u64) -> Result<String, ProviderError> {
+    fn presign(_target: ObjectRef, _expires_in_secs: u64) -> Result<String, ProviderError> {
         misbehave().map(|_| unreachable!())
     }
 }
