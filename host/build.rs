@@ -51,18 +51,12 @@ fn ensure_target_installed() {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.trim() == TARGET)
-        })
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == TARGET))
         .unwrap_or(false);
     if installed {
         return;
     }
-    let status = Command::new("rustup")
-        .args(["target", "add", TARGET])
-        .status();
+    let status = Command::new("rustup").args(["target", "add", TARGET]).status();
     if !matches!(status, Ok(s) if s.success()) {
         panic!(
             "the {TARGET} Rust target is missing and `rustup target add {TARGET}` failed; install it and build again"
@@ -99,9 +93,6 @@ fn build_guests(manifest: &Path, target_dir: &Path) {
     }
     let status = cmd.status().expect("running cargo for the wasm adapters");
     if !status.success() {
-        panic!(
-            "building the adapters in {} failed; see the errors above",
-            manifest.display()
-        );
+        panic!("building the adapters in {} failed; see the errors above", manifest.display());
     }
 }

@@ -17,10 +17,7 @@ fn wharf(scratch: &Scratch, args: &[&str]) -> Output {
 }
 
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
 }
 
 #[test]
@@ -32,11 +29,7 @@ fn upload_then_download_with_json_output() {
     scratch.write("b.txt", b"bee");
 
     let up = wharf(&scratch, &["--json", "upload", "a.bin", "b.txt"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let lines = json_lines(&up);
     assert_eq!(lines.len(), 2, "one line per file");
     assert_eq!(lines[0]["sha256"], sha256_hex(&content));
@@ -45,18 +38,11 @@ fn upload_then_download_with_json_output() {
     let id = lines[0]["id"].as_str().unwrap();
 
     let down = wharf(&scratch, &["--json", "download", id, "-o", "copy.bin"]);
-    assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     let result = &json_lines(&down)[0];
     assert_eq!(result["verified"], true);
     assert_eq!(result["source"], "provider");
-    assert_eq!(
-        std::fs::read(scratch.work().join("copy.bin")).unwrap(),
-        content
-    );
+    assert_eq!(std::fs::read(scratch.work().join("copy.bin")).unwrap(), content);
 
     let again = wharf(&scratch, &["--json", "upload", "a.bin"]);
     assert_eq!(json_lines(&again)[0]["deduplicated"], true);
@@ -82,12 +68,7 @@ fn stdin_upload_and_failures_set_the_exit_code() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"from a pipe")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"from a pipe").unwrap();
     let piped = child.wait_with_output().unwrap();
     assert!(piped.status.success());
     let line = &json_lines(&piped)[0];
@@ -97,8 +78,7 @@ fn stdin_upload_and_failures_set_the_exit_code() {
     let missing = wharf(&scratch, &["--json", "upload", "nope.txt"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(missing.stdout.is_empty());
-    let err: serde_json::Value =
-        serde_json::from_slice(&missing.stderr).expect("a JSON error line");
+    let err: serde_json::Value = serde_json::from_slice(&missing.stderr).expect("a JSON error line");
     assert_eq!(err["input"], "nope.txt");
 
     let unknown = wharf(&scratch, &["download", "wf_doesnotexist"]);
@@ -122,9 +102,6 @@ fn broken_config_names_the_line() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let location = format!("{}:{line}:", scratch.config_path().display());
-    assert!(
-        stderr.contains(&location),
-        "expected {location} in: {stderr}"
-    );
+    assert!(stderr.contains(&location), "expected {location} in: {stderr}");
     assert!(stderr.contains("invalid type"), "{stderr}");
 }

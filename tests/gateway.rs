@@ -15,10 +15,7 @@ async fn round_trip_returns_identical_bytes() {
     let content = pattern(3 * 256 * 1024 + 12_345);
     let source = scratch.write("report.bin", &content);
 
-    let up = gateway
-        .upload(Source::Path(source), &UploadOptions::default())
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(source), &UploadOptions::default()).await.unwrap();
     assert_eq!(up.sha256, sha256_hex(&content));
     assert_eq!(up.size, content.len() as u64);
     assert_eq!(up.name, "report.bin");
@@ -41,26 +38,12 @@ async fn inline_content_and_download_by_hash() {
     let scratch = Scratch::new();
     let gateway = scratch.gateway("").await;
     let content = b"inline bytes".to_vec();
-    let source = Source::Bytes {
-        name: "note.txt".into(),
-        content: content.clone().into(),
-        mime: None,
-    };
-    let up = gateway
-        .upload(source, &UploadOptions::default())
-        .await
-        .unwrap();
+    let source = Source::Bytes { name: "note.txt".into(), content: content.clone().into(), mime: None };
+    let up = gateway.upload(source, &UploadOptions::default()).await.unwrap();
     assert_eq!(up.mime, "text/plain");
 
     // Into a directory: the recorded name is used.
-    let down = gateway
-        .download(
-            &format!("sha256:{}", up.sha256),
-            Some(&scratch.work()),
-            None,
-        )
-        .await
-        .unwrap();
+    let down = gateway.download(&format!("sha256:{}", up.sha256), Some(&scratch.work()), None).await.unwrap();
     assert_eq!(down.path, scratch.work().join("note.txt"));
     assert_eq!(std::fs::read(&down.path).unwrap(), content);
 }
@@ -70,37 +53,19 @@ async fn same_content_is_stored_once_with_one_id() {
     let scratch = Scratch::new();
     let gateway = scratch.gateway("").await;
     let content = pattern(100_000);
-    let first = gateway
-        .upload(
-            Source::Path(scratch.write("a.bin", &content)),
-            &UploadOptions::default(),
-        )
-        .await
-        .unwrap();
-    let second = gateway
-        .upload(
-            Source::Path(scratch.write("b.bin", &content)),
-            &UploadOptions::default(),
-        )
-        .await
-        .unwrap();
+    let first =
+        gateway.upload(Source::Path(scratch.write("a.bin", &content)), &UploadOptions::default()).await.unwrap();
+    let second =
+        gateway.upload(Source::Path(scratch.write("b.bin", &content)), &UploadOptions::default()).await.unwrap();
     assert_eq!(first.id, second.id);
     assert!(second.deduplicated);
     assert_eq!(gateway.list(None).await.unwrap().len(), 1);
-    let stored: Vec<_> = walk(&scratch.data().join("local"))
-        .into_iter()
-        .filter(|p| !p.ends_with(".json"))
-        .collect();
+    let stored: Vec<_> = walk(&scratch.data().join("local")).into_iter().filter(|p| !p.ends_with(".json")).collect();
     assert_eq!(stored.len(), 1, "one object file on disk: {stored:?}");
 
     // Different content is a different object.
-    let other = gateway
-        .upload(
-            Source::Path(scratch.write("c.bin", b"other")),
-            &UploadOptions::default(),
-        )
-        .await
-        .unwrap();
+    let other =
+        gateway.upload(Source::Path(scratch.write("c.bin", b"other")), &UploadOptions::default()).await.unwrap();
     assert_ne!(other.id, first.id);
 }
 
@@ -109,44 +74,22 @@ async fn corrupted_object_fails_and_leaves_nothing() {
     let scratch = Scratch::new();
     let gateway = scratch.gateway("").await;
     let content = pattern(600_000);
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("data.bin", &content)),
-            &UploadOptions::default(),
-        )
-        .await
-        .unwrap();
-    let stored = scratch
-        .data()
-        .join("local/objects")
-        .join(&up.sha256[..2])
-        .join(&up.sha256);
+    let up =
+        gateway.upload(Source::Path(scratch.write("data.bin", &content)), &UploadOptions::default()).await.unwrap();
+    let stored = scratch.data().join("local/objects").join(&up.sha256[..2]).join(&up.sha256);
     let mut damaged = std::fs::read(&stored).unwrap();
     damaged[300_000] ^= 0xff;
     std::fs::write(&stored, damaged).unwrap();
 
     let outdir = scratch.work().join("out");
     std::fs::create_dir(&outdir).unwrap();
-    let err = gateway
-        .download(&up.id, Some(&outdir.join("data.bin")), None)
-        .await
-        .unwrap_err();
+    let err = gateway.download(&up.id, Some(&outdir.join("data.bin")), None).await.unwrap_err();
     assert!(
-        matches!(
-            &err,
-            GatewayError::Write {
-                source: WriteError::HashMismatch { .. },
-                ..
-            }
-        ),
+        matches!(&err, GatewayError::Write { source: WriteError::HashMismatch { .. }, .. }),
         "expected a hash mismatch, got: {err}"
     );
     assert!(err.to_string().contains("SHA-256 mismatch"), "{err}");
-    assert_eq!(
-        std::fs::read_dir(&outdir).unwrap().count(),
-        0,
-        "no file, partial or final, at the destination"
-    );
+    assert_eq!(std::fs::read_dir(&outdir).unwrap().count(), 0, "no file, partial or final, at the destination");
     assert_eq!(gateway.info(&up.id).await.unwrap().downloads, 0);
 }
 
@@ -161,128 +104,63 @@ async fn paths_outside_the_sandbox_are_refused() {
 
     let traversal = scratch.work().join("../secret.txt");
     let through_dir_link = scratch.work().join("up/secret.txt");
-    for path in [
-        traversal.clone(),
-        secret.clone(),
-        scratch.work().join("link.txt"),
-        through_dir_link,
-    ] {
-        let err = gateway
-            .upload(Source::Path(path.clone()), &UploadOptions::default())
-            .await
-            .unwrap_err();
+    for path in [traversal.clone(), secret.clone(), scratch.work().join("link.txt"), through_dir_link] {
+        let err = gateway.upload(Source::Path(path.clone()), &UploadOptions::default()).await.unwrap_err();
         assert!(
-            matches!(
-                err,
-                GatewayError::Sandbox(
-                    SandboxError::OutsideRoots { .. } | SandboxError::Escapes { .. }
-                )
-            ),
+            matches!(err, GatewayError::Sandbox(SandboxError::OutsideRoots { .. } | SandboxError::Escapes { .. })),
             "{}: {err}",
             path.display()
         );
     }
-    assert!(
-        gateway.list(None).await.unwrap().is_empty(),
-        "nothing was uploaded"
-    );
+    assert!(gateway.list(None).await.unwrap().is_empty(), "nothing was uploaded");
 
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("inside.txt", b"inside")),
-            &UploadOptions::default(),
-        )
-        .await
-        .unwrap();
+    let up =
+        gateway.upload(Source::Path(scratch.write("inside.txt", b"inside")), &UploadOptions::default()).await.unwrap();
     let escapes = [
         scratch.dir.path().join("stolen.txt"),
         scratch.work().join("../stolen.txt"),
         scratch.work().join("up/stolen.txt"),
     ];
     for dest in escapes {
-        let err = gateway
-            .download(&up.id, Some(&dest), None)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, GatewayError::Sandbox(_) | GatewayError::Write { .. }),
-            "{}: {err}",
-            dest.display()
-        );
+        let err = gateway.download(&up.id, Some(&dest), None).await.unwrap_err();
+        assert!(matches!(err, GatewayError::Sandbox(_) | GatewayError::Write { .. }), "{}: {err}", dest.display());
     }
     assert!(!scratch.dir.path().join("stolen.txt").exists());
     // A download onto a symlink replaces the link; it never writes through it.
     let link = scratch.work().join("link.txt");
     gateway.download(&up.id, Some(&link), None).await.unwrap();
     assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
-    assert_eq!(
-        std::fs::read(&secret).unwrap(),
-        b"outside the root",
-        "the symlink's target is untouched"
-    );
+    assert_eq!(std::fs::read(&secret).unwrap(), b"outside the root", "the symlink's target is untouched");
 }
 
 #[tokio::test]
 async fn remove_deletes_the_object_and_the_record() {
     let scratch = Scratch::new();
     let gateway = scratch.gateway("").await;
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("gone.txt", b"soon gone")),
-            &UploadOptions::default(),
-        )
-        .await
-        .unwrap();
+    let up =
+        gateway.upload(Source::Path(scratch.write("gone.txt", b"soon gone")), &UploadOptions::default()).await.unwrap();
     assert_eq!(gateway.list_remote(None).await.unwrap().len(), 1);
     let removed = gateway.remove(&up.id).await.unwrap();
     assert_eq!(removed.state, CopyState::Present);
     assert!(gateway.list(None).await.unwrap().is_empty());
     assert!(gateway.list_remote(None).await.unwrap().is_empty());
-    assert!(matches!(
-        gateway.download(&up.id, None, None).await,
-        Err(GatewayError::UnknownId(_))
-    ));
+    assert!(matches!(gateway.download(&up.id, None, None).await, Err(GatewayError::UnknownId(_))));
 }
 
 #[tokio::test]
 async fn a_copy_deleted_behind_wharfs_back_is_marked_gone() {
     let scratch = Scratch::new();
     let gateway = scratch.gateway("").await;
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("x.txt", b"x")),
-            &UploadOptions::default(),
-        )
-        .await
-        .unwrap();
-    std::fs::remove_file(
-        scratch
-            .data()
-            .join("local/objects")
-            .join(&up.sha256[..2])
-            .join(&up.sha256),
-    )
-    .unwrap();
-    let err = gateway
-        .download(&up.id, Some(&scratch.work().join("x2.txt")), None)
-        .await
-        .unwrap_err();
+    let up = gateway.upload(Source::Path(scratch.write("x.txt", b"x")), &UploadOptions::default()).await.unwrap();
+    std::fs::remove_file(scratch.data().join("local/objects").join(&up.sha256[..2]).join(&up.sha256)).unwrap();
+    let err = gateway.download(&up.id, Some(&scratch.work().join("x2.txt")), None).await.unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
     assert_eq!(gateway.list(None).await.unwrap()[0].state, CopyState::Gone);
     // Uploading the bytes again restores the copy under the same id.
-    let again = gateway
-        .upload(
-            Source::Path(scratch.work().join("x.txt")),
-            &UploadOptions::default(),
-        )
-        .await
-        .unwrap();
+    let again = gateway.upload(Source::Path(scratch.work().join("x.txt")), &UploadOptions::default()).await.unwrap();
     assert_eq!(again.id, up.id);
     assert!(!again.deduplicated);
-    gateway
-        .download(&up.id, Some(&scratch.work().join("x2.txt")), None)
-        .await
-        .unwrap();
+    gateway.download(&up.id, Some(&scratch.work().join("x2.txt")), None).await.unwrap();
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {

@@ -17,15 +17,8 @@ fn hostile(name: &str, behaviour: &str, extra: &str) -> String {
     )
 }
 
-async fn upload_to(
-    gateway: &Gateway,
-    scratch: &Scratch,
-    provider: &str,
-) -> Result<(), GatewayError> {
-    let options = UploadOptions {
-        provider: Some(provider.into()),
-        ..Default::default()
-    };
+async fn upload_to(gateway: &Gateway, scratch: &Scratch, provider: &str) -> Result<(), GatewayError> {
+    let options = UploadOptions { provider: Some(provider.into()), ..Default::default() };
     let source = Source::Path(scratch.write("payload.txt", b"payload"));
     gateway.upload(source, &options).await.map(drop)
 }
@@ -33,20 +26,11 @@ async fn upload_to(
 /// After a misbehaving call, the host still serves a normal one.
 async fn still_serves(gateway: &Gateway, scratch: &Scratch) {
     let up = gateway
-        .upload(
-            Source::Path(scratch.write("after.txt", b"still here")),
-            &UploadOptions::default(),
-        )
+        .upload(Source::Path(scratch.write("after.txt", b"still here")), &UploadOptions::default())
         .await
         .expect("the host serves the next call");
-    gateway
-        .download(&up.id, Some(&scratch.work().join("after-copy.txt")), None)
-        .await
-        .unwrap();
-    assert_eq!(
-        std::fs::read(scratch.work().join("after-copy.txt")).unwrap(),
-        b"still here"
-    );
+    gateway.download(&up.id, Some(&scratch.work().join("after-copy.txt")), None).await.unwrap();
+    assert_eq!(std::fs::read(scratch.work().join("after-copy.txt")).unwrap(), b"still here");
 }
 
 #[tokio::test]
@@ -62,14 +46,8 @@ async fn endless_loop_stops_at_the_cpu_limit() {
         "{err}"
     );
     assert!(err.to_string().contains("CPU limit of 300 ms"), "{err}");
-    assert!(
-        elapsed < Duration::from_secs(20),
-        "stopped by the CPU limit, not the timeout ({elapsed:?})"
-    );
-    assert!(
-        gateway.list(Some("spin")).await.unwrap().is_empty(),
-        "a failed upload leaves no record"
-    );
+    assert!(elapsed < Duration::from_secs(20), "stopped by the CPU limit, not the timeout ({elapsed:?})");
+    assert!(gateway.list(Some("spin")).await.unwrap().is_empty(), "a failed upload leaves no record");
     still_serves(&gateway, &scratch).await;
 }
 
@@ -79,15 +57,8 @@ async fn unbounded_allocation_stops_at_the_memory_limit() {
     let config = hostile("hog", "hog", "") + "limits = { memory_mib = 32 }\n";
     let gateway = scratch.gateway(&config).await;
     let err = upload_to(&gateway, &scratch, "hog").await.unwrap_err();
-    assert!(
-        matches!(&err, GatewayError::Call(CallError::MemoryLimit { .. })),
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .contains("adapter hog exceeded its memory limit of 32 MiB"),
-        "{err}"
-    );
+    assert!(matches!(&err, GatewayError::Call(CallError::MemoryLimit { .. })), "{err}");
+    assert!(err.to_string().contains("adapter hog exceeded its memory limit of 32 MiB"), "{err}");
     still_serves(&gateway, &scratch).await;
 }
 
@@ -96,35 +67,21 @@ async fn request_outside_the_allowlist_is_refused_unsent() {
     let scratch = Scratch::new();
     let forbidden = TcpListener::bind("127.0.0.1:0").unwrap();
     forbidden.set_nonblocking(true).unwrap();
-    let url = format!(
-        "http://127.0.0.1:{}/steal",
-        forbidden.local_addr().unwrap().port()
-    );
-    let config = hostile("escape", "escape", &format!(", url = \"{url}\""))
-        + "allowed_hosts = [\"https://api.example.com\"]\n";
+    let url = format!("http://127.0.0.1:{}/steal", forbidden.local_addr().unwrap().port());
+    let config =
+        hostile("escape", "escape", &format!(", url = \"{url}\"")) + "allowed_hosts = [\"https://api.example.com\"]\n";
     let gateway = scratch.gateway(&config).await;
     let err = upload_to(&gateway, &scratch, "escape").await.unwrap_err();
     match &err {
-        GatewayError::Call(CallError::Provider {
-            provider, error, ..
-        }) => {
+        GatewayError::Call(CallError::Provider { provider, error, .. }) => {
             assert_eq!(provider, "escape");
             assert!(matches!(error.kind, ErrorKind::Forbidden), "{err}");
-            assert!(
-                error.message.contains("may not reach http://127.0.0.1"),
-                "{err}"
-            );
-            assert!(
-                error.message.contains("https://api.example.com:443"),
-                "{err}"
-            );
+            assert!(error.message.contains("may not reach http://127.0.0.1"), "{err}");
+            assert!(error.message.contains("https://api.example.com:443"), "{err}");
         }
         other => panic!("expected a forbidden provider error, got: {other}"),
     }
-    assert!(
-        forbidden.accept().is_err(),
-        "no connection reached the forbidden host"
-    );
+    assert!(forbidden.accept().is_err(), "no connection reached the forbidden host");
     still_serves(&gateway, &scratch).await;
 }
 
@@ -134,28 +91,13 @@ async fn a_host_call_that_never_returns_stops_at_the_wall_clock_limit() {
     // Accepts connections (the kernel's backlog) but never answers.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let config = hostile(
-        "stall",
-        "stall",
-        &format!(", url = \"http://127.0.0.1:{port}/\""),
-    ) + &format!(
-        "allowed_hosts = [\"http://127.0.0.1:{port}\"]\nlimits = {{ timeout_secs = 1 }}\n"
-    );
+    let config = hostile("stall", "stall", &format!(", url = \"http://127.0.0.1:{port}/\""))
+        + &format!("allowed_hosts = [\"http://127.0.0.1:{port}\"]\nlimits = {{ timeout_secs = 1 }}\n");
     let gateway = scratch.gateway(&config).await;
     let started = Instant::now();
     let err = upload_to(&gateway, &scratch, "stall").await.unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            GatewayError::Call(CallError::Timeout { limit_secs: 1, .. })
-        ),
-        "{err}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(matches!(&err, GatewayError::Call(CallError::Timeout { limit_secs: 1, .. })), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     drop(silent);
     still_serves(&gateway, &scratch).await;
 }

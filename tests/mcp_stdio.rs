@@ -22,9 +22,7 @@ fn python_sdk_client_round_trips_a_file() {
         .arg(&config)
         .arg(scratch.work())
         .output()
-        .unwrap_or_else(|e| {
-            panic!("running {python}: {e}; run scripts/test, which installs tests/requirements.txt")
-        });
+        .unwrap_or_else(|e| panic!("running {python}: {e}; run scripts/test, which installs tests/requirements.txt"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
@@ -62,15 +60,9 @@ fn unknown_methods_get_a_json_rpc_error() {
         .spawn()
         .unwrap();
     let mut stdin = server.stdin.take().unwrap();
-    writeln!(
-        stdin,
-        r#"{{"jsonrpc":"2.0","id":7,"method":"wharf/no-such-method","params":{{}}}}"#
-    )
-    .unwrap();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":7,"method":"wharf/no-such-method","params":{{}}}}"#).unwrap();
     let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
     drop(stdin);
     let _ = server.wait();
     let reply: serde_json::Value = serde_json::from_str(&line).expect("a JSON-RPC reply");

@@ -15,10 +15,7 @@ const SAMPLES: usize = 5_000;
 fn median_and_p99(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    (
-        us(samples[samples.len() / 2]),
-        us(samples[samples.len() * 99 / 100]),
-    )
+    (us(samples[samples.len() / 2]), us(samples[samples.len() * 99 / 100]))
 }
 
 #[tokio::main]
@@ -35,19 +32,8 @@ async fn main() -> anyhow::Result<()> {
 
     let content = b"overhead".to_vec();
     let sha = wharf::body::to_hex(&wharf::body::digest_of(&content));
-    adapter
-        .upload(
-            wharf::body::Body::Bytes(content.into()),
-            "o.txt",
-            "text/plain",
-            &sha,
-            None,
-        )
-        .await?;
-    let target = ObjectRef {
-        remote_id: sha,
-        purpose: None,
-    };
+    adapter.upload(wharf::body::Body::Bytes(content.into()), "o.txt", "text/plain", &sha, None).await?;
+    let target = ObjectRef { remote_id: sha, purpose: None };
 
     for (name, with_io) in [("presign (no I/O)", false), ("stat (reads metadata)", true)] {
         let mut samples = Vec::with_capacity(SAMPLES);
@@ -56,21 +42,14 @@ async fn main() -> anyhow::Result<()> {
             if with_io {
                 adapter.stat(&target).await?;
             } else {
-                assert!(
-                    adapter
-                        .presign(&target, Duration::from_secs(60))
-                        .await
-                        .is_err()
-                );
+                assert!(adapter.presign(&target, Duration::from_secs(60)).await.is_err());
             }
             if i >= WARMUP {
                 samples.push(started.elapsed());
             }
         }
         let (median, p99) = median_and_p99(samples);
-        println!(
-            "call overhead, {name}: median {median:.1} µs, p99 {p99:.1} µs over {SAMPLES} calls"
-        );
+        println!("call overhead, {name}: median {median:.1} µs, p99 {p99:.1} µs over {SAMPLES} calls");
     }
     Ok(())
 }

@@ -9,10 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn mib() -> u64 {
-    std::env::var("WHARF_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024)
+    std::env::var("WHARF_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024)
 }
 
 /// Runs a command, returning its wall time and peak RSS in KiB.
@@ -27,10 +24,7 @@ fn measure(cmd: &mut Command) -> anyhow::Result<(Duration, i64, String)> {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child; `usage` is a valid out-parameter.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    anyhow::ensure!(
-        waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed"
-    );
+    anyhow::ensure!(waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed");
     Ok((started.elapsed(), usage.ru_maxrss, out))
 }
 
@@ -49,9 +43,7 @@ fn main() -> anyhow::Result<()> {
     let source = work.join("big.bin");
     {
         let mut file = std::fs::File::create(&source)?;
-        let block: Vec<u8> = (0..(1u32 << 20))
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-            .collect();
+        let block: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
         for i in 0..(size >> 20) {
             let mut block = block.clone();
             block[..8].copy_from_slice(&i.to_le_bytes());
@@ -74,22 +66,13 @@ fn main() -> anyhow::Result<()> {
     run(&["plugins"])?;
 
     let (upload, upload_rss, out) = run(&["upload", "big.bin"])?;
-    let id = serde_json::from_str::<serde_json::Value>(&out)?["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id = serde_json::from_str::<serde_json::Value>(&out)?["id"].as_str().unwrap_or_default().to_string();
     let (download, download_rss, _) = run(&["download", &id, "-o", "back.bin"])?;
     let (cp_hash, _, _) = shell("sha256sum big.bin > /dev/null && cp big.bin copy1.bin")?;
     let (cp_hash_down, _, _) = shell("cp copy1.bin copy2.bin && sha256sum copy2.bin > /dev/null")?;
-    anyhow::ensure!(
-        std::fs::metadata(work.join("back.bin"))?.len() == size,
-        "downloaded size differs"
-    );
+    anyhow::ensure!(std::fs::metadata(work.join("back.bin"))?.len() == size, "downloaded size differs");
 
-    println!(
-        "transfer of {} MiB through the local adapter (page cache warm)",
-        mib()
-    );
+    println!("transfer of {} MiB through the local adapter (page cache warm)", mib());
     println!(
         "  wharf upload:   {:>8.0} MiB/s  ({:.2} s, peak RSS {} MiB)",
         throughput(size, upload),
@@ -102,16 +85,8 @@ fn main() -> anyhow::Result<()> {
         download.as_secs_f64(),
         download_rss / 1024
     );
-    println!(
-        "  sha256sum + cp: {:>8.0} MiB/s  ({:.2} s)",
-        throughput(size, cp_hash),
-        cp_hash.as_secs_f64()
-    );
-    println!(
-        "  cp + sha256sum: {:>8.0} MiB/s  ({:.2} s)",
-        throughput(size, cp_hash_down),
-        cp_hash_down.as_secs_f64()
-    );
+    println!("  sha256sum + cp: {:>8.0} MiB/s  ({:.2} s)", throughput(size, cp_hash), cp_hash.as_secs_f64());
+    println!("  cp + sha256sum: {:>8.0} MiB/s  ({:.2} s)", throughput(size, cp_hash_down), cp_hash_down.as_secs_f64());
     println!(
         "  ratio (wharf / coreutils): upload {:.2}, download {:.2}",
         cp_hash.as_secs_f64() / upload.as_secs_f64(),

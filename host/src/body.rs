@@ -53,20 +53,11 @@ pub enum BodyError {
     #[error("the body is {size} bytes, more than the {max} bytes that may be read into memory")]
     TooLarge { size: u64, max: u64 },
     #[error("{label}: {source}")]
-    Io {
-        label: String,
-        source: std::io::Error,
-    },
+    Io { label: String, source: std::io::Error },
     #[error("{label} ended after {read} of {len} bytes")]
     Truncated { label: String, read: u64, len: u64 },
-    #[error(
-        "{label} changed while it was being copied: its SHA-256 is now {actual}, it was {expected}"
-    )]
-    Changed {
-        label: String,
-        expected: String,
-        actual: String,
-    },
+    #[error("{label} changed while it was being copied: its SHA-256 is now {actual}, it was {expected}")]
+    Changed { label: String, expected: String, actual: String },
     #[error("the response body was already read")]
     Consumed,
     #[error("receiving the response body: {0}")]
@@ -96,43 +87,24 @@ impl FileRange {
     /// The whole of an open file.
     pub fn whole(file: File, label: impl Into<Arc<str>>) -> std::io::Result<Self> {
         let len = file.metadata()?.len();
-        Ok(Self {
-            file: Arc::new(file),
-            offset: 0,
-            len,
-            expected: None,
-            label: label.into(),
-        })
+        Ok(Self { file: Arc::new(file), offset: 0, len, expected: None, label: label.into() })
     }
 
     fn io_error(&self, source: std::io::Error) -> BodyError {
-        BodyError::Io {
-            label: self.label.to_string(),
-            source,
-        }
+        BodyError::Io { label: self.label.to_string(), source }
     }
 
     /// Reads the range in chunks on the calling (blocking) thread, handing each
     /// chunk to `sink`, and checks the digest at the end.
-    fn for_each_chunk(
-        &self,
-        mut sink: impl FnMut(&[u8]) -> Result<(), BodyError>,
-    ) -> Result<Copied, BodyError> {
+    fn for_each_chunk(&self, mut sink: impl FnMut(&[u8]) -> Result<(), BodyError>) -> Result<Copied, BodyError> {
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; CHUNK.min(self.len.max(1) as usize)];
         let mut done = 0u64;
         while done < self.len {
             let want = buf.len().min((self.len - done) as usize);
-            let n = self
-                .file
-                .read_at(&mut buf[..want], self.offset + done)
-                .map_err(|e| self.io_error(e))?;
+            let n = self.file.read_at(&mut buf[..want], self.offset + done).map_err(|e| self.io_error(e))?;
             if n == 0 {
-                return Err(BodyError::Truncated {
-                    label: self.label.to_string(),
-                    read: done,
-                    len: self.len,
-                });
+                return Err(BodyError::Truncated { label: self.label.to_string(), read: done, len: self.len });
             }
             hasher.update(&buf[..n]);
             sink(&buf[..n])?;
@@ -151,13 +123,21 @@ impl FileRange {
 
     /// Hashes the range without copying it anywhere.
     pub async fn hash(self) -> Result<Copied, BodyError> {
-        tokio::task::spawn_blocking(move || self.for_each_chunk(|_| Ok(())))
-            .await
-            .expect("hashing thread panicked")
+        tokio::task::spawn_blocking(move || self.for_each_chunk(|_| Ok(()))).await.expect("hashing thread panicked")
     }
 }
 
 impl Body {
+    /// Another body over the same bytes, for sending them again (a retry, a
+    /// second provider). Response streams can be read only once.
+    pub fn try_clone(&self) -> Option<Body> {
+        match self {
+            Body::File(range) => Some(Body::File(range.clone())),
+            Body::Bytes(bytes) => Some(Body::Bytes(bytes.clone())),
+            Body::Response(_) => None,
+        }
+    }
+
     pub fn size(&self) -> Option<u64> {
         match self {
             Body::File(range) => Some(range.len),
@@ -169,11 +149,7 @@ impl Body {
     pub fn slice(&self, offset: u64, length: u64) -> Result<Body, BodyError> {
         let size = self.size().unwrap_or(0);
         if offset.checked_add(length).is_none_or(|end| end > size) {
-            return Err(BodyError::SliceOutOfRange {
-                offset,
-                length,
-                size,
-            });
+            return Err(BodyError::SliceOutOfRange { offset, length, size });
         }
         match self {
             Body::File(range) => Ok(Body::File(FileRange {
@@ -183,9 +159,7 @@ impl Body {
                 expected: None,
                 label: range.label.clone(),
             })),
-            Body::Bytes(bytes) => Ok(Body::Bytes(
-                bytes.slice(offset as usize..(offset + length) as usize),
-            )),
+            Body::Bytes(bytes) => Ok(Body::Bytes(bytes.slice(offset as usize..(offset + length) as usize))),
             Body::Response(_) => Err(BodyError::NotSliceable),
         }
     }
@@ -215,10 +189,7 @@ impl Body {
                 let mut out = Vec::new();
                 while let Some(chunk) = response.chunk().await? {
                     if out.len() as u64 + chunk.len() as u64 > max {
-                        return Err(BodyError::TooLarge {
-                            size: out.len() as u64 + chunk.len() as u64,
-                            max,
-                        });
+                        return Err(BodyError::TooLarge { size: out.len() as u64 + chunk.len() as u64, max });
                     }
                     out.extend_from_slice(&chunk);
                 }
@@ -229,14 +200,10 @@ impl Body {
 
     /// Streams the whole body into `dest`, hashing it, then flushes it to disk.
     pub async fn copy_to(self, mut dest: File, dest_label: String) -> Result<Copied, BodyError> {
-        let write_error = move |source| BodyError::Io {
-            label: dest_label.clone(),
-            source,
-        };
+        let write_error = move |source| BodyError::Io { label: dest_label.clone(), source };
         match self {
             Body::File(range) => tokio::task::spawn_blocking(move || {
-                let copied =
-                    range.for_each_chunk(|chunk| dest.write_all(chunk).map_err(&write_error))?;
+                let copied = range.for_each_chunk(|chunk| dest.write_all(chunk).map_err(&write_error))?;
                 dest.sync_all().map_err(&write_error)?;
                 Ok(copied)
             })
@@ -245,10 +212,7 @@ impl Body {
             Body::Bytes(bytes) => tokio::task::spawn_blocking(move || {
                 dest.write_all(&bytes).map_err(&write_error)?;
                 dest.sync_all().map_err(&write_error)?;
-                Ok(Copied {
-                    size: bytes.len() as u64,
-                    sha256: digest_of(&bytes),
-                })
+                Ok(Copied { size: bytes.len() as u64, sha256: digest_of(&bytes) })
             })
             .await
             .expect("copying thread panicked"),
@@ -264,10 +228,7 @@ impl Body {
                         size += chunk.len() as u64;
                     }
                     dest.sync_all().map_err(&write_error)?;
-                    Ok(Copied {
-                        size,
-                        sha256: hasher.finalize().into(),
-                    })
+                    Ok(Copied { size, sha256: hasher.finalize().into() })
                 });
                 let received = async {
                     while let Some(chunk) = response.chunk().await? {
@@ -299,8 +260,7 @@ impl Body {
             Body::File(range) => {
                 tokio::task::spawn_blocking(move || {
                     let result = range.for_each_chunk(|chunk| {
-                        tx.blocking_send(Ok(Bytes::copy_from_slice(chunk)))
-                            .map_err(|_| BodyError::Consumed)
+                        tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).map_err(|_| BodyError::Consumed)
                     });
                     if let Err(e) = result {
                         let _ = tx.blocking_send(Err(e));

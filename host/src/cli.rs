@@ -53,8 +53,11 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Take the copy held by this provider
-        #[arg(long)]
+        #[arg(long, conflicts_with = "derived")]
         provider: Option<String>,
+        /// Fetch the provider's derived content (e.g. Kimi's extracted text) instead of the original bytes, into a separate file
+        #[arg(long)]
+        derived: bool,
     },
     /// Show what Wharf and the provider know about a file
     Info { id: String },
@@ -86,10 +89,7 @@ struct Output {
 impl Output {
     fn item<T: Serialize>(&self, value: &T, human: impl FnOnce(&T) -> String) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string(value).expect("results serialize")
-            );
+            println!("{}", serde_json::to_string(value).expect("results serialize"));
         } else {
             println!("{}", human(value));
         }
@@ -109,11 +109,7 @@ impl Output {
     }
 
     fn exit_code(&self) -> ExitCode {
-        if self.failed {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        }
+        if self.failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
     }
 }
 
@@ -125,18 +121,11 @@ fn human_size(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
-    let mut out = Output {
-        json: cli.json,
-        failed: false,
-    };
+    let mut out = Output { json: cli.json, failed: false };
     let config_path = config::locate(cli.config.as_deref());
     let gateway = match Config::load(&config_path) {
         Ok(config) => match Gateway::open(config).await {
@@ -152,38 +141,18 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     };
     match cli.command {
-        Command::Upload {
-            paths,
-            provider,
-            purpose,
-            name,
-        } => {
+        Command::Upload { paths, provider, purpose, name } => {
             if name.is_some() && paths.len() > 1 {
-                out.error(
-                    None,
-                    &"--name applies to one file; upload the files one at a time to name each",
-                );
+                out.error(None, &"--name applies to one file; upload the files one at a time to name each");
                 return ExitCode::from(2);
             }
-            let options = UploadOptions {
-                provider,
-                purpose,
-                name,
-            };
+            let options = UploadOptions { provider, purpose, name };
             for path in paths {
                 let input = path.display().to_string();
-                let source = if input == "-" {
-                    Source::Stdin
-                } else {
-                    Source::Path(path)
-                };
+                let source = if input == "-" { Source::Stdin } else { Source::Path(path) };
                 match gateway.upload(source, &options).await {
                     Ok(up) => out.item(&up, |u| {
-                        let dedup = if u.deduplicated {
-                            "  (already there)"
-                        } else {
-                            ""
-                        };
+                        let dedup = if u.deduplicated { "  (already there)" } else { "" };
                         format!(
                             "{}  {}  {}  sha256:{}  {}{dedup}",
                             u.id,
@@ -197,30 +166,21 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Download {
-            ids,
-            output,
-            provider,
-        } => {
+        Command::Download { ids, output, provider, derived } => {
             for id in ids {
-                match gateway
-                    .download(&id, output.as_deref(), provider.as_deref())
-                    .await
-                {
+                let result = if derived {
+                    gateway.download_derived(&id, output.as_deref()).await
+                } else {
+                    gateway.download(&id, output.as_deref(), provider.as_deref()).await
+                };
+                match result {
                     Ok(down) => out.item(&down, |d| {
-                        let verified = if d.verified {
-                            "verified"
-                        } else {
-                            "not verified"
+                        let check = match (d.kind, d.verified) {
+                            ("derived", _) => "derived content, not the original".to_string(),
+                            (_, true) => format!("sha256:{} verified", d.sha256),
+                            (_, false) => format!("sha256:{} not verified", d.sha256),
                         };
-                        format!(
-                            "{}  {}  {}  sha256:{} {verified}, from {}",
-                            d.id,
-                            d.path.display(),
-                            human_size(d.size),
-                            d.sha256,
-                            d.source
-                        )
+                        format!("{}  {}  {}  {check}, from {}", d.id, d.path.display(), human_size(d.size), d.source)
                     }),
                     Err(e) => out.error(Some(&id), &e),
                 }
@@ -241,11 +201,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                         for item in &items {
                             out.item(item, |i| {
                                 let size = i.size.map_or_else(|| "?".into(), human_size);
-                                format!(
-                                    "{}  {size}  {}",
-                                    i.remote_id,
-                                    i.name.as_deref().unwrap_or("")
-                                )
+                                format!("{}  {size}  {}", i.remote_id, i.name.as_deref().unwrap_or(""))
                             });
                         }
                     }
@@ -256,18 +212,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                     Ok(objects) => {
                         for object in &objects {
                             out.item(object, |o| {
-                                let gone = if o.state == wharf::catalog::CopyState::Gone {
-                                    "  (gone)"
-                                } else {
-                                    ""
-                                };
-                                format!(
-                                    "{}  {}  {}  {}{gone}",
-                                    o.id,
-                                    o.provider,
-                                    human_size(o.size),
-                                    o.name
-                                )
+                                let gone = if o.state == wharf::catalog::CopyState::Gone { "  (gone)" } else { "" };
+                                format!("{}  {}  {}  {}{gone}", o.id, o.provider, human_size(o.size), o.name)
                             });
                         }
                     }
@@ -278,9 +224,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Rm { ids } => {
             for id in ids {
                 match gateway.remove(&id).await {
-                    Ok(removed) => out.item(&removed, |o| {
-                        format!("removed {} ({} at {})", o.id, o.name, o.provider)
-                    }),
+                    Ok(removed) => out.item(&removed, |o| format!("removed {} ({} at {})", o.id, o.name, o.provider)),
                     Err(e) => out.error(Some(&id), &e),
                 }
             }

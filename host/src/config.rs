@@ -35,6 +35,7 @@ pub struct ProviderConfig {
     pub secrets: Secrets,
     pub storage: Option<StorageGrant>,
     pub limits: Limits,
+    pub retry: RetryPolicy,
     /// The free-form `config` table, as JSON for the adapter's `init`.
     pub adapter_config_json: String,
 }
@@ -67,10 +68,30 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        Self { memory_bytes: 64 << 20, cpu: Duration::from_secs(2), timeout: Duration::from_secs(600) }
+    }
+}
+
+/// How the host retries an adapter operation that failed as rate-limited or
+/// unavailable. Other failures are never retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    /// The first backoff; each retry doubles it, up to `max_delay`, with jitter.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// A provider's `retry-after` is honoured up to this; a longer one falls
+    /// back to exponential backoff.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
         Self {
-            memory_bytes: 64 << 20,
-            cpu: Duration::from_secs(2),
-            timeout: Duration::from_secs(600),
+            max_retries: 3,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
         }
     }
 }
@@ -87,35 +108,23 @@ pub struct AllowedHost {
 impl AllowedHost {
     fn parse(entry: &str) -> Result<Self, String> {
         let hint = "write it as scheme://host[:port], e.g. \"https://api.moonshot.ai\" or \"http://127.0.0.1:9000\"";
-        let (scheme, rest) = entry
-            .split_once("://")
-            .ok_or_else(|| format!("{entry:?} has no scheme; {hint}"))?;
+        let (scheme, rest) = entry.split_once("://").ok_or_else(|| format!("{entry:?} has no scheme; {hint}"))?;
         if scheme != "http" && scheme != "https" {
-            return Err(format!(
-                "{entry:?}: only http and https are allowed; {hint}"
-            ));
+            return Err(format!("{entry:?}: only http and https are allowed; {hint}"));
         }
         let rest = rest.trim_end_matches('/');
         if rest.contains('/') || rest.contains('?') || rest.is_empty() {
-            return Err(format!(
-                "{entry:?} must name a host only, without a path; {hint}"
-            ));
+            return Err(format!("{entry:?} must name a host only, without a path; {hint}"));
         }
         let default_port = if scheme == "https" { 443 } else { 80 };
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
-                let port = port
-                    .parse()
-                    .map_err(|_| format!("{entry:?} has a bad port; {hint}"))?;
+                let port = port.parse().map_err(|_| format!("{entry:?} has a bad port; {hint}"))?;
                 (host, port)
             }
             _ => (rest, default_port),
         };
-        Ok(Self {
-            scheme: scheme.into(),
-            host: host.to_ascii_lowercase(),
-            port,
-        })
+        Ok(Self { scheme: scheme.into(), host: host.to_ascii_lowercase(), port })
     }
 
     /// Whether a request URL may go to this host.
@@ -128,9 +137,7 @@ impl AllowedHost {
             Some(parent) => host.ends_with(&format!(".{parent}")),
             None => host == self.host,
         };
-        url.scheme() == self.scheme
-            && host_matches
-            && url.port_or_known_default() == Some(self.port)
+        url.scheme() == self.scheme && host_matches && url.port_or_known_default() == Some(self.port)
     }
 }
 
@@ -189,6 +196,8 @@ struct RawHost {
     cache: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    retry: RawRetry,
 }
 
 #[derive(Deserialize)]
@@ -205,7 +214,29 @@ struct RawProvider {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    retry: RawRetry,
+    #[serde(default)]
     config: toml::Table,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    max_retries: Option<u32>,
+    base_delay_ms: Option<u64>,
+    max_delay_ms: Option<u64>,
+    max_retry_after_ms: Option<u64>,
+}
+
+impl RawRetry {
+    fn over(self, base: RetryPolicy) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.max_retries.unwrap_or(base.max_retries),
+            base_delay: self.base_delay_ms.map_or(base.base_delay, Duration::from_millis),
+            max_delay: self.max_delay_ms.map_or(base.max_delay, Duration::from_millis),
+            max_retry_after: self.max_retry_after_ms.map_or(base.max_retry_after, Duration::from_millis),
+        }
+    }
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq)]
@@ -260,36 +291,26 @@ impl Config {
             location: locate_span(file, text, span),
             message,
         };
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
-        let base = file
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+        let base = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            }
+            if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
         };
 
         let host_limits = raw.host.limits.over(Limits::default());
+        let host_retry = raw.host.retry.over(RetryPolicy::default());
         let mut providers = BTreeMap::new();
         for (name, entry) in &raw.providers {
             let span = entry.span();
             let entry = entry.get_ref();
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err(at(
                     Some(span),
                     format!("provider name {name:?} may use only letters, digits, '-' and '_'"),
                 ));
             }
-            let plugin = parse_plugin(entry.plugin.get_ref(), &resolve)
-                .map_err(|m| at(Some(entry.plugin.span()), m))?;
+            let plugin =
+                parse_plugin(entry.plugin.get_ref(), &resolve).map_err(|m| at(Some(entry.plugin.span()), m))?;
             let allowed_hosts = entry
                 .allowed_hosts
                 .iter()
@@ -321,8 +342,8 @@ impl Config {
                 dir: resolve(dir.get_ref()),
                 writable: entry.storage_access == Access::ReadWrite,
             });
-            let adapter_config_json = serde_json::to_string(&entry.config)
-                .expect("a TOML table is representable as JSON");
+            let adapter_config_json =
+                serde_json::to_string(&entry.config).expect("a TOML table is representable as JSON");
             providers.insert(
                 name.clone(),
                 ProviderConfig {
@@ -332,6 +353,7 @@ impl Config {
                     secrets: Secrets(secrets),
                     storage,
                     limits: entry.limits.over(host_limits),
+                    retry: entry.retry.over(host_retry),
                     adapter_config_json,
                 },
             );
@@ -342,62 +364,44 @@ impl Config {
                 Some(s) => (s.get_ref().clone(), Some(s.span())),
                 None if providers.contains_key("local") => ("local".to_string(), None),
                 None => providers.keys().next().cloned().map(|n| (n, None)).ok_or_else(|| {
-                    at(None, "no providers are configured; add a [providers.local] entry with plugin = \"local\"".into())
+                    at(
+                        None,
+                        "no providers are configured; add a [providers.local] entry with plugin = \"local\"".into(),
+                    )
                 })?,
             };
             if !providers.contains_key(&name) {
                 let known: Vec<_> = providers.keys().map(String::as_str).collect();
-                return Err(at(
-                    span,
-                    format!(
-                        "{what} {name:?} is not configured; use one of: {}",
-                        known.join(", ")
-                    ),
-                ));
+                return Err(at(span, format!("{what} {name:?} is not configured; use one of: {}", known.join(", "))));
             }
             Ok(name)
         };
         let default_provider = pick(&raw.host.default_provider, "default_provider")?;
         let cache_provider = pick(&raw.host.cache, "cache")?;
 
-        let data_dir = resolve(
-            raw.host
-                .data_dir
-                .as_ref()
-                .map_or(Path::new(".wharf"), |d| d.get_ref()),
-        );
+        let data_dir = resolve(raw.host.data_dir.as_ref().map_or(Path::new(".wharf"), |d| d.get_ref()));
         let sandbox_roots = match &raw.host.sandbox_roots {
             Some(roots) if roots.is_empty() => {
-                return Err(at(None, "[host] sandbox_roots is empty: no path could be read or written; list at least one directory".into()));
+                return Err(at(
+                    None,
+                    "[host] sandbox_roots is empty: no path could be read or written; list at least one directory"
+                        .into(),
+                ));
             }
             Some(roots) => roots.iter().map(|r| resolve(r.get_ref())).collect(),
-            None => vec![
-                std::env::current_dir()
-                    .map_err(|e| at(None, format!("cannot read the working directory: {e}")))?,
-            ],
+            None => {
+                vec![std::env::current_dir().map_err(|e| at(None, format!("cannot read the working directory: {e}")))?]
+            }
         };
-        Ok(Config {
-            file: file.to_path_buf(),
-            data_dir,
-            sandbox_roots,
-            default_provider,
-            cache_provider,
-            providers,
-        })
+        Ok(Config { file: file.to_path_buf(), data_dir, sandbox_roots, default_provider, cache_provider, providers })
     }
 }
 
 fn parse_plugin(value: &str, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<PluginSource, String> {
     let looks_like_path = value.ends_with(".wasm") || value.contains('/');
     if !looks_like_path {
-        if value.is_empty()
-            || !value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "plugin {value:?} is neither a built-in adapter name nor a path to a .wasm file"
-            ));
+        if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("plugin {value:?} is neither a built-in adapter name nor a path to a .wasm file"));
         }
         return Ok(PluginSource::Builtin(value.to_string()));
     }
@@ -417,10 +421,7 @@ fn locate_span(file: &Path, text: &str, span: Option<Range<usize>>) -> String {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
-            let column = before
-                .rfind('\n')
-                .map_or(before.len(), |i| before.len() - i - 1)
-                + 1;
+            let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
             format!("{}:{line}:{column}", file.display())
         }
         None => file.display().to_string(),
@@ -444,18 +445,17 @@ mod tests {
 
     #[test]
     fn wrong_type_names_its_line() {
-        let err = parse("[providers.local]\nplugin = \"local\"\n[providers.local.limits]\nmemory_mib = \"lots\"\n").unwrap_err();
+        let err = parse("[providers.local]\nplugin = \"local\"\n[providers.local.limits]\nmemory_mib = \"lots\"\n")
+            .unwrap_err();
         assert!(err.location.starts_with("providers.toml:4:"), "{err}");
     }
 
     #[test]
     fn missing_secret_names_variable_and_fix() {
-        let err = parse("[providers.kimi]\nplugin = \"local\"\nsecrets = { api_key = \"WHARF_TEST_SURELY_UNSET\" }\n").unwrap_err();
+        let err = parse("[providers.kimi]\nplugin = \"local\"\nsecrets = { api_key = \"WHARF_TEST_SURELY_UNSET\" }\n")
+            .unwrap_err();
         assert!(err.location.starts_with("providers.toml:3:"), "{err}");
-        assert!(
-            err.message.contains("WHARF_TEST_SURELY_UNSET is not set"),
-            "{err}"
-        );
+        assert!(err.message.contains("WHARF_TEST_SURELY_UNSET is not set"), "{err}");
         assert!(err.message.contains("export it"), "{err}");
     }
 
@@ -468,9 +468,7 @@ mod tests {
 
     #[test]
     fn unknown_default_provider_lists_known_ones() {
-        let err =
-            parse("[host]\ndefault_provider = \"s4\"\n[providers.local]\nplugin = \"local\"\n")
-                .unwrap_err();
+        let err = parse("[host]\ndefault_provider = \"s4\"\n[providers.local]\nplugin = \"local\"\n").unwrap_err();
         assert!(err.message.contains("use one of: local"), "{err}");
     }
 

@@ -13,13 +13,10 @@ use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
 use crate::body::{Body, Copied, FileRange, digest_of, parse_hex, to_hex};
-use crate::catalog::{
-    Catalog, CatalogError, CopyState, DownloadRecord, ObjectRecord, SqliteCatalog,
-};
+use crate::catalog::{Catalog, CatalogError, CopyState, DownloadRecord, ObjectRecord, SqliteCatalog};
 use crate::config::Config;
 use crate::runtime::{
-    Adapter, CallError, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Runtime,
-    WIT_VERSION,
+    Adapter, CallError, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Runtime, WIT_VERSION,
 };
 use crate::sandbox::{Sandbox, SandboxError, WriteError};
 
@@ -30,11 +27,7 @@ pub enum Source {
     /// Standard input, spooled to the data directory while it is hashed.
     Stdin,
     /// Bytes already in memory (base64 content from an MCP client).
-    Bytes {
-        name: String,
-        content: Bytes,
-        mime: Option<String>,
-    },
+    Bytes { name: String, content: Bytes, mime: Option<String> },
 }
 
 #[derive(Debug, Default, Clone)]
@@ -56,6 +49,34 @@ pub struct Uploaded {
     pub mime: String,
     /// The provider already held these bytes: nothing was sent.
     pub deduplicated: bool,
+    /// The cache provider's copy that keeps the original bytes, for providers
+    /// that cannot give them back or do not keep them.
+    pub backup_id: Option<String>,
+}
+
+impl Uploaded {
+    fn from_record(record: ObjectRecord, deduplicated: bool, backup_id: Option<String>) -> Self {
+        Self {
+            id: record.id,
+            provider: record.provider,
+            remote_id: record.remote_id,
+            sha256: record.sha256,
+            size: record.size,
+            name: record.name,
+            mime: record.mime,
+            deduplicated,
+            backup_id,
+        }
+    }
+}
+
+/// Prepared upload content: a re-readable body and what is known about it.
+struct Content {
+    body: Body,
+    name: String,
+    mime: String,
+    sha256: String,
+    size: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
@@ -66,6 +87,9 @@ pub struct Downloaded {
     pub size: u64,
     /// `provider`, or `cache` when the bytes came from the cache provider.
     pub source: &'static str,
+    /// `original`, or `derived` for a provider's derived content (extracted
+    /// text), which is never written under the original's name.
+    pub kind: &'static str,
     /// The bytes written match the SHA-256 recorded at upload.
     pub verified: bool,
 }
@@ -137,35 +161,15 @@ pub enum GatewayError {
     #[error("no file with id {0:?}; use an id printed by upload (wf_…) or sha256:<hex>")]
     UnknownId(String),
     #[error("{id}: no copy at provider {provider}; it is held by: {held_by}")]
-    NotAtProvider {
-        id: String,
-        provider: String,
-        held_by: String,
-    },
-    #[error(
-        "{what}: provider {provider} does not offer this (its adapter declares it unsupported)"
-    )]
+    NotAtProvider { id: String, provider: String, held_by: String },
+    #[error("{what}: provider {provider} does not offer this (its adapter declares it unsupported)")]
     Unsupported { what: String, provider: String },
     #[error("{id}: {reason}, and the cache provider {cache} holds no copy of its bytes")]
-    NoOriginal {
-        id: String,
-        reason: String,
-        cache: String,
-    },
+    NoOriginal { id: String, reason: String, cache: String },
     #[error("{name} is {size} bytes; provider {provider} accepts at most {max} bytes")]
-    TooLarge {
-        name: String,
-        size: u64,
-        max: u64,
-        provider: String,
-    },
+    TooLarge { name: String, size: u64, max: u64, provider: String },
     #[error("downloading {id} from {provider} into {destination}: {source}")]
-    Write {
-        id: String,
-        provider: String,
-        destination: String,
-        source: WriteError,
-    },
+    Write { id: String, provider: String, destination: String, source: WriteError },
     #[error("reading standard input: {0}")]
     Stdin(std::io::Error),
     #[error("{provider} returned derived content for {id} where the original was asked for")]
@@ -185,17 +189,12 @@ pub struct Gateway {
 impl ObjectRecord {
     /// How the adapter knows this copy.
     fn target(&self) -> ObjectRef {
-        ObjectRef {
-            remote_id: self.remote_id.clone(),
-            purpose: self.purpose.clone(),
-        }
+        ObjectRef { remote_id: self.remote_id.clone(), purpose: self.purpose.clone() }
     }
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn new_id() -> String {
@@ -203,10 +202,7 @@ fn new_id() -> String {
 }
 
 fn guess_mime(name: &str) -> String {
-    mime_guess::from_path(name)
-        .first_or_octet_stream()
-        .essence_str()
-        .to_string()
+    mime_guess::from_path(name).first_or_octet_stream().essence_str().to_string()
 }
 
 impl Gateway {
@@ -218,12 +214,7 @@ impl Gateway {
         std::fs::create_dir_all(&spool_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
         let catalog = SqliteCatalog::open(&data_dir.join("catalog.sqlite3"))?;
-        let max_memory = config
-            .providers
-            .values()
-            .map(|p| p.limits.memory_bytes)
-            .max()
-            .unwrap_or(64 << 20);
+        let max_memory = config.providers.values().map(|p| p.limits.memory_bytes).max().unwrap_or(64 << 20);
         let runtime = Runtime::new(&data_dir.join("components"), max_memory)?;
         let mut adapters = BTreeMap::new();
         for provider in config.providers.values() {
@@ -231,21 +222,13 @@ impl Gateway {
         }
         let cache = &adapters[&config.cache_provider];
         anyhow::ensure!(
-            cache.capabilities().download == DownloadSupport::Original
-                && cache.capabilities().persistent,
+            cache.capabilities().download == DownloadSupport::Original && cache.capabilities().persistent,
             "{}: [host] cache = {:?} names a provider that cannot keep and return original bytes; choose a persistent one such as \"local\"",
             config.file.display(),
             config.cache_provider
         );
         let sandbox = Sandbox::open(&config.sandbox_roots)?;
-        Ok(Self {
-            config,
-            adapters,
-            catalog: Arc::new(catalog),
-            sandbox,
-            spool_dir,
-            _runtime: runtime,
-        })
+        Ok(Self { config, adapters, catalog: Arc::new(catalog), sandbox, spool_dir, _runtime: runtime })
     }
 
     pub fn config(&self) -> &Config {
@@ -254,12 +237,10 @@ impl Gateway {
 
     fn adapter(&self, name: Option<&str>) -> Result<&Adapter, GatewayError> {
         let name = name.unwrap_or(&self.config.default_provider);
-        self.adapters
-            .get(name)
-            .ok_or_else(|| GatewayError::UnknownProvider {
-                name: name.to_string(),
-                known: self.adapters.keys().cloned().collect::<Vec<_>>().join(", "),
-            })
+        self.adapters.get(name).ok_or_else(|| GatewayError::UnknownProvider {
+            name: name.to_string(),
+            known: self.adapters.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
     }
 
     pub fn plugins(&self) -> Vec<PluginInfo> {
@@ -295,40 +276,25 @@ impl Gateway {
         let (body, own_name, mime, copied) = match source {
             Source::Path(path) => {
                 let mut range = self.sandbox.open_file(&path)?;
-                let copied = range
-                    .clone()
-                    .hash()
-                    .await
-                    .map_err(|e| WriteError::Body(e))
-                    .map_err(|source| GatewayError::Write {
+                let copied = range.clone().hash().await.map_err(|e| WriteError::Body(e)).map_err(|source| {
+                    GatewayError::Write {
                         id: "-".into(),
                         provider: "-".into(),
                         destination: path.display().to_string(),
                         source,
-                    })?;
+                    }
+                })?;
                 range.expected = Some(copied.sha256);
-                let own_name = path
-                    .file_name()
-                    .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+                let own_name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
                 (Body::File(range), own_name, None, copied)
             }
             Source::Stdin => {
                 let range = self.spool_stdin().await?;
-                let copied = Copied {
-                    size: range.len,
-                    sha256: range.expected.expect("spooling hashes"),
-                };
+                let copied = Copied { size: range.len, sha256: range.expected.expect("spooling hashes") };
                 (Body::File(range), "stdin".to_string(), None, copied)
             }
-            Source::Bytes {
-                name,
-                content,
-                mime,
-            } => {
-                let copied = Copied {
-                    size: content.len() as u64,
-                    sha256: digest_of(&content),
-                };
+            Source::Bytes { name, content, mime } => {
+                let copied = Copied { size: content.len() as u64, sha256: digest_of(&content) };
                 (Body::Bytes(content), name, mime, copied)
             }
         };
@@ -339,9 +305,7 @@ impl Gateway {
 
     /// Copies standard input to an unlinked spool file, hashing it on the way.
     async fn spool_stdin(&self) -> Result<FileRange, GatewayError> {
-        let path = self
-            .spool_dir
-            .join(format!("stdin-{:016x}", rand::random::<u64>()));
+        let path = self.spool_dir.join(format!("stdin-{:016x}", rand::random::<u64>()));
         let mut file = std::fs::File::options()
             .read(true)
             .write(true)
@@ -372,95 +336,112 @@ impl Gateway {
 
     /// Uploads one source. When the provider already holds the same bytes for
     /// the same purpose, returns that copy without sending anything.
-    pub async fn upload(
-        &self,
-        source: Source,
-        options: &UploadOptions,
-    ) -> Result<Uploaded, GatewayError> {
+    pub async fn upload(&self, source: Source, options: &UploadOptions) -> Result<Uploaded, GatewayError> {
         let adapter = self.adapter(options.provider.as_deref())?;
         let provider = adapter.name().to_string();
         let (body, name, mime, copied) = self.prepare(source, options.name.as_deref()).await?;
-        if let Some(max) = adapter
-            .capabilities()
-            .max_size
-            .filter(|max| copied.size > *max)
-        {
-            return Err(GatewayError::TooLarge {
-                name,
-                size: copied.size,
-                max,
-                provider,
-            });
+        if let Some(max) = adapter.capabilities().max_size.filter(|max| copied.size > *max) {
+            return Err(GatewayError::TooLarge { name, size: copied.size, max, provider });
         }
-        let sha256 = to_hex(&copied.sha256);
+        let content = Content { body, name, mime, sha256: to_hex(&copied.sha256), size: copied.size };
         let purpose = options.purpose.as_deref();
-        if let Some(existing) = self.catalog.find_copy(&provider, &sha256, purpose).await? {
-            return Ok(Uploaded {
-                id: existing.id,
-                provider,
-                remote_id: existing.remote_id,
-                sha256,
-                size: existing.size,
-                name: existing.name,
-                mime: existing.mime,
-                deduplicated: true,
-            });
+        let existing = self.catalog.find_copy(&provider, &content.sha256, purpose).await?;
+        let backup = match self.needs_backup(adapter) {
+            true => Some(self.ensure_backup(&content).await?),
+            false => None,
+        };
+        let backup_id = backup.as_ref().map(|(record, _)| record.id.clone());
+        if let Some(existing) = existing {
+            return Ok(Uploaded::from_record(existing, true, backup_id));
         }
-        let info = adapter.upload(body, &name, &mime, &sha256, purpose).await?;
-        let record = ObjectRecord {
+        match self.store_copy(adapter, &content, purpose).await {
+            Ok(record) => Ok(Uploaded::from_record(record, false, backup_id)),
+            Err(e) => {
+                if let Some((record, true)) = backup {
+                    // The backup was made for this upload only: no orphan stays.
+                    self.discard(&record).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a provider's copies need the original bytes kept elsewhere.
+    fn needs_backup(&self, adapter: &Adapter) -> bool {
+        let caps = adapter.capabilities();
+        adapter.name() != self.config.cache_provider && (caps.download != DownloadSupport::Original || !caps.persistent)
+    }
+
+    /// The cache provider's copy of the content, stored now if missing.
+    /// Returns it and whether this call created it.
+    async fn ensure_backup(&self, content: &Content) -> Result<(ObjectRecord, bool), GatewayError> {
+        let cache = self.adapter(Some(&self.config.cache_provider))?;
+        if let Some(existing) = self.catalog.find_copy(cache.name(), &content.sha256, None).await? {
+            return Ok((existing, false));
+        }
+        Ok((self.store_copy(cache, content, None).await?, true))
+    }
+
+    /// Uploads the content to one provider and records the copy. A copy that
+    /// cannot be recorded is deleted again, so none is left unfindable.
+    async fn store_copy(
+        &self,
+        adapter: &Adapter,
+        content: &Content,
+        purpose: Option<&str>,
+    ) -> Result<ObjectRecord, GatewayError> {
+        let body = content.body.try_clone().expect("upload sources are files or buffers");
+        let info = adapter.upload(body, &content.name, &content.mime, &content.sha256, purpose).await?;
+        let mut record = ObjectRecord {
             id: new_id(),
-            provider: provider.clone(),
+            provider: adapter.name().to_string(),
             remote_id: info.remote_id,
-            sha256: sha256.clone(),
-            size: copied.size,
-            name,
-            mime,
-            purpose: options.purpose.clone(),
+            sha256: content.sha256.clone(),
+            size: content.size,
+            name: content.name.clone(),
+            mime: content.mime.clone(),
+            purpose: purpose.map(str::to_string),
             created_at: now(),
             state: CopyState::Present,
         };
-        let id = match self.catalog.insert(&record).await {
-            Ok(id) => id,
+        match self.catalog.insert(&record).await {
+            Ok(id) => {
+                record.id = id;
+                Ok(record)
+            }
             Err(e) => {
-                // Unrecorded, the copy could never be found again: take it back.
                 if let Err(undo) = adapter.delete(&record.target()).await {
                     tracing::error!(
-                        "{provider}: could not remove unrecorded copy {}: {undo}",
+                        "{}: could not remove unrecorded copy {}: {undo}",
+                        record.provider,
                         record.remote_id
                     );
                 }
-                return Err(e.into());
+                Err(e.into())
             }
-        };
-        Ok(Uploaded {
-            id,
-            provider,
-            remote_id: record.remote_id,
-            sha256,
-            size: record.size,
-            name: record.name,
-            mime: record.mime,
-            deduplicated: false,
-        })
+        }
+    }
+
+    /// Deletes a copy this call made and forgets it, logging what fails:
+    /// used while undoing a failed upload, whose own error is the one to report.
+    async fn discard(&self, record: &ObjectRecord) {
+        if let Ok(adapter) = self.adapter(Some(&record.provider)) {
+            if let Err(e) = adapter.delete(&record.target()).await {
+                tracing::warn!("{}: could not remove {} while undoing an upload: {e}", record.provider, record.id);
+            }
+        }
+        if let Err(e) = self.catalog.remove(&record.id).await {
+            tracing::warn!("could not forget {} while undoing an upload: {e}", record.id);
+        }
     }
 
     /// Finds the copy an id names: a Wharf id, or `sha256:<hex>` for any
     /// present copy of that content (at `provider`, if given).
-    async fn resolve(
-        &self,
-        id: &str,
-        provider: Option<&str>,
-    ) -> Result<ObjectRecord, GatewayError> {
+    async fn resolve(&self, id: &str, provider: Option<&str>) -> Result<ObjectRecord, GatewayError> {
         let sha256 = match id.strip_prefix("sha256:") {
-            Some(hex) => parse_hex(hex)
-                .map(|d| to_hex(&d))
-                .ok_or_else(|| GatewayError::UnknownId(id.to_string()))?,
+            Some(hex) => parse_hex(hex).map(|d| to_hex(&d)).ok_or_else(|| GatewayError::UnknownId(id.to_string()))?,
             None => {
-                let object = self
-                    .catalog
-                    .object(id)
-                    .await?
-                    .ok_or_else(|| GatewayError::UnknownId(id.to_string()))?;
+                let object = self.catalog.object(id).await?.ok_or_else(|| GatewayError::UnknownId(id.to_string()))?;
                 match provider {
                     Some(p) if p != object.provider => object.sha256,
                     _ => return Ok(object),
@@ -479,9 +460,7 @@ impl Gateway {
                     .is_some_and(|a| a.capabilities().download == DownloadSupport::Original)
         };
         let chosen = match provider {
-            Some(p) => copies
-                .iter()
-                .find(|o| o.provider == p && o.state == CopyState::Present),
+            Some(p) => copies.iter().find(|o| o.provider == p && o.state == CopyState::Present),
             None => copies
                 .iter()
                 .filter(usable)
@@ -490,14 +469,8 @@ impl Gateway {
         };
         chosen.cloned().ok_or_else(|| GatewayError::NotAtProvider {
             id: id.to_string(),
-            provider: provider
-                .unwrap_or("any provider that returns original bytes")
-                .to_string(),
-            held_by: copies
-                .iter()
-                .map(|o| o.provider.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            provider: provider.unwrap_or("any provider that returns original bytes").to_string(),
+            held_by: copies.iter().map(|o| o.provider.as_str()).collect::<Vec<_>>().join(", "),
         })
     }
 
@@ -510,9 +483,7 @@ impl Gateway {
         provider_named: bool,
     ) -> Result<(ObjectRecord, &'static str), GatewayError> {
         let adapter = self.adapter(Some(&object.provider))?;
-        if adapter.capabilities().download == DownloadSupport::Original
-            && object.state == CopyState::Present
-        {
+        if adapter.capabilities().download == DownloadSupport::Original && object.state == CopyState::Present {
             return Ok((object.clone(), "provider"));
         }
         if !provider_named {
@@ -521,9 +492,7 @@ impl Gateway {
                 .copies(&object.sha256)
                 .await?
                 .into_iter()
-                .find(|copy| {
-                    copy.provider == self.config.cache_provider && copy.state == CopyState::Present
-                });
+                .find(|copy| copy.provider == self.config.cache_provider && copy.state == CopyState::Present);
             if let Some(cached) = cached {
                 return Ok((cached, "cache"));
             }
@@ -536,11 +505,7 @@ impl Gateway {
                 adapter.capabilities().download
             ),
         };
-        Err(GatewayError::NoOriginal {
-            id: object.id.clone(),
-            reason,
-            cache: self.config.cache_provider.clone(),
-        })
+        Err(GatewayError::NoOriginal { id: object.id.clone(), reason, cache: self.config.cache_provider.clone() })
     }
 
     /// Marks a copy gone when its provider says so, then passes the error on.
@@ -574,21 +539,15 @@ impl Gateway {
             Err(e) => return Err(self.note_missing(&object, e).await),
         };
         if kind != ContentKind::Original {
-            return Err(GatewayError::NotOriginal {
-                id: id.to_string(),
-                provider: object.provider.clone(),
-            });
+            return Err(GatewayError::NotOriginal { id: id.to_string(), provider: object.provider.clone() });
         }
         let expected = parse_hex(&object.sha256);
-        let copied = target
-            .write(body, expected)
-            .await
-            .map_err(|source| GatewayError::Write {
-                id: id.to_string(),
-                provider: object.provider.clone(),
-                destination: target.display.display().to_string(),
-                source,
-            })?;
+        let copied = target.write(body, expected).await.map_err(|source| GatewayError::Write {
+            id: id.to_string(),
+            provider: object.provider.clone(),
+            destination: target.display.display().to_string(),
+            source,
+        })?;
         self.catalog
             .record_download(&DownloadRecord {
                 object_id: requested.id.clone(),
@@ -603,7 +562,59 @@ impl Gateway {
             sha256: to_hex(&copied.sha256),
             size: copied.size,
             source,
+            kind: "original",
             verified: expected.is_some(),
+        })
+    }
+
+    /// Fetches the provider's derived content (Kimi's extracted text) into a
+    /// file of its own: `<name>.derived.<ext>` unless a file path is given.
+    /// It cannot be verified against the original's SHA-256, and says so.
+    pub async fn download_derived(&self, id: &str, destination: Option<&Path>) -> Result<Downloaded, GatewayError> {
+        let object = self.resolve(id, None).await?;
+        let adapter = self.adapter(Some(&object.provider))?;
+        if adapter.capabilities().download == DownloadSupport::None {
+            return Err(GatewayError::Unsupported {
+                what: format!("derived content of {}", object.id),
+                provider: object.provider.clone(),
+            });
+        }
+        let (body, kind, mime) = match adapter.download(&object.target(), true).await {
+            Ok(download) => download,
+            Err(e) => return Err(self.note_missing(&object, e).await),
+        };
+        let extension = match mime.as_deref().unwrap_or("text/plain") {
+            m if m.contains("json") => "json",
+            m if m.starts_with("text/") => "txt",
+            _ => "bin",
+        };
+        let name = format!("{}.derived.{extension}", object.name);
+        let target = self.sandbox.destination(destination, &name)?;
+        let copied = target.write(body, None).await.map_err(|source| GatewayError::Write {
+            id: id.to_string(),
+            provider: object.provider.clone(),
+            destination: target.display.display().to_string(),
+            source,
+        })?;
+        self.catalog
+            .record_download(&DownloadRecord {
+                object_id: object.id.clone(),
+                destination: target.display.display().to_string(),
+                source: "derived".to_string(),
+                at: now(),
+            })
+            .await?;
+        Ok(Downloaded {
+            id: object.id,
+            path: target.display.clone(),
+            sha256: to_hex(&copied.sha256),
+            size: copied.size,
+            source: "provider",
+            kind: match kind {
+                ContentKind::Original => "original",
+                ContentKind::Derived => "derived",
+            },
+            verified: false,
         })
     }
 
@@ -638,16 +649,10 @@ impl Gateway {
 
     /// What the provider itself holds, page by page, whether Wharf put it
     /// there or not.
-    pub async fn list_remote(
-        &self,
-        provider: Option<&str>,
-    ) -> Result<Vec<RemoteInfo>, GatewayError> {
+    pub async fn list_remote(&self, provider: Option<&str>) -> Result<Vec<RemoteInfo>, GatewayError> {
         let adapter = self.adapter(provider)?;
         if !adapter.capabilities().list {
-            return Err(GatewayError::Unsupported {
-                what: "listing".into(),
-                provider: adapter.name().into(),
-            });
+            return Err(GatewayError::Unsupported { what: "listing".into(), provider: adapter.name().into() });
         }
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
@@ -666,15 +671,15 @@ impl Gateway {
     pub async fn remove(&self, id: &str) -> Result<ObjectRecord, GatewayError> {
         let object = self.resolve(id, None).await?;
         let adapter = self.adapter(Some(&object.provider))?;
-        let shared = self.catalog.copies(&object.sha256).await?.iter().any(|o| {
-            o.id != object.id && o.provider == object.provider && o.remote_id == object.remote_id
-        });
+        let shared = self
+            .catalog
+            .copies(&object.sha256)
+            .await?
+            .iter()
+            .any(|o| o.id != object.id && o.provider == object.provider && o.remote_id == object.remote_id);
         if !shared && object.state == CopyState::Present {
             if !adapter.capabilities().delete {
-                return Err(GatewayError::Unsupported {
-                    what: format!("deleting {id}"),
-                    provider: object.provider,
-                });
+                return Err(GatewayError::Unsupported { what: format!("deleting {id}"), provider: object.provider });
             }
             match adapter.delete(&object.target()).await {
                 Ok(()) => {}

@@ -61,6 +61,10 @@ pub struct DownloadFileArgs {
     /// Where to write: a file path, or a directory to write into. The working
     /// directory when absent. Must be inside the server's sandbox roots.
     pub destination: Option<String>,
+    /// Fetch the provider's derived content (e.g. extracted text) into a
+    /// separate file instead of the original bytes.
+    #[serde(default)]
+    pub derived: bool,
 }
 
 #[derive(Clone)]
@@ -72,10 +76,7 @@ pub struct WharfMcp {
 #[tool_router]
 impl WharfMcp {
     pub fn new(gateway: Arc<Gateway>) -> Self {
-        Self {
-            gateway,
-            tool_router: Self::tool_router(),
-        }
+        Self { gateway, tool_router: Self::tool_router() }
     }
 
     #[tool(
@@ -85,20 +86,12 @@ impl WharfMcp {
         &self,
         Parameters(args): Parameters<UploadFilesArgs>,
     ) -> Result<Json<UploadFilesResult>, String> {
-        let options = UploadOptions {
-            provider: args.provider,
-            purpose: args.purpose,
-            name: None,
-        };
+        let options = UploadOptions { provider: args.provider, purpose: args.purpose, name: None };
         let mut files = Vec::with_capacity(args.files.len());
         for input in args.files {
             let (label, source) = match input {
                 FileInput::Path(path) => (path.clone(), Ok(Source::Path(PathBuf::from(path)))),
-                FileInput::Content {
-                    filename,
-                    content,
-                    mime_type,
-                } => {
+                FileInput::Content { filename, content, mime_type } => {
                     let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
                         .decode(content.trim().trim_end_matches('='))
                         .map_err(|e| format!("content is not valid base64: {e}"));
@@ -111,31 +104,17 @@ impl WharfMcp {
                 }
             };
             let outcome = match source {
-                Ok(source) => self
-                    .gateway
-                    .upload(source, &options)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Ok(source) => self.gateway.upload(source, &options).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
             files.push(match outcome {
-                Ok(file) => UploadItem {
-                    input: label,
-                    file: Some(file),
-                    error: None,
-                },
-                Err(error) => UploadItem {
-                    input: label,
-                    file: None,
-                    error: Some(error),
-                },
+                Ok(file) => UploadItem { input: label, file: Some(file), error: None },
+                Err(error) => UploadItem { input: label, file: None, error: Some(error) },
             });
         }
         if !files.is_empty() && files.iter().all(|f| f.error.is_some()) {
-            let reasons: Vec<String> = files
-                .iter()
-                .map(|f| format!("{}: {}", f.input, f.error.as_deref().unwrap_or("")))
-                .collect();
+            let reasons: Vec<String> =
+                files.iter().map(|f| format!("{}: {}", f.input, f.error.as_deref().unwrap_or(""))).collect();
             return Err(format!("no file was uploaded: {}", reasons.join("; ")));
         }
         Ok(Json(UploadFilesResult { files }))
@@ -144,16 +123,14 @@ impl WharfMcp {
     #[tool(
         description = "Download a file by the id upload_files returned (or sha256:<hex>) to a path, verified against its SHA-256. Nothing is written unless the bytes match."
     )]
-    async fn download_file(
-        &self,
-        Parameters(args): Parameters<DownloadFileArgs>,
-    ) -> Result<Json<Downloaded>, String> {
+    async fn download_file(&self, Parameters(args): Parameters<DownloadFileArgs>) -> Result<Json<Downloaded>, String> {
         let destination = args.destination.map(PathBuf::from);
-        self.gateway
-            .download(&args.file_id, destination.as_deref(), None)
-            .await
-            .map(Json)
-            .map_err(|e| e.to_string())
+        let result = if args.derived {
+            self.gateway.download_derived(&args.file_id, destination.as_deref()).await
+        } else {
+            self.gateway.download(&args.file_id, destination.as_deref(), None).await
+        };
+        result.map(Json).map_err(|e| e.to_string())
     }
 }
 
@@ -170,9 +147,7 @@ impl ServerHandler for WharfMcp {
 
 /// Serves MCP on standard input and output until the client disconnects.
 pub async fn serve_stdio(gateway: Arc<Gateway>) -> anyhow::Result<()> {
-    let service = WharfMcp::new(gateway)
-        .serve(rmcp::transport::stdio())
-        .await?;
+    let service = WharfMcp::new(gateway).serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     Ok(())
 }

@@ -21,23 +21,13 @@ pub enum SandboxError {
     #[error(
         "refused {path}: it leads outside sandbox root {root} (through '..' or a symlink), or cannot be opened: {source}"
     )]
-    Escapes {
-        path: String,
-        root: String,
-        source: std::io::Error,
-    },
+    Escapes { path: String, root: String, source: std::io::Error },
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path} is not a regular file")]
     NotAFile { path: String },
     #[error("cannot open sandbox root {path}: {source}; fix [host] sandbox_roots")]
-    Root {
-        path: String,
-        source: std::io::Error,
-    },
+    Root { path: String, source: std::io::Error },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,14 +36,8 @@ pub enum WriteError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Body(#[from] BodyError),
-    #[error(
-        "SHA-256 mismatch: expected {expected}, received {actual}; nothing was written to {destination}"
-    )]
-    HashMismatch {
-        expected: String,
-        actual: String,
-        destination: String,
-    },
+    #[error("SHA-256 mismatch: expected {expected}, received {actual}; nothing was written to {destination}")]
+    HashMismatch { expected: String, actual: String, destination: String },
 }
 
 struct Root {
@@ -76,97 +60,58 @@ pub struct Destination<'a> {
 
 impl Sandbox {
     pub fn open(roots: &[PathBuf]) -> Result<Self, SandboxError> {
-        let root_error = |path: &Path, source| SandboxError::Root {
-            path: path.display().to_string(),
-            source,
-        };
+        let root_error = |path: &Path, source| SandboxError::Root { path: path.display().to_string(), source };
         let roots = roots
             .iter()
             .map(|path| {
                 let path = path.canonicalize().map_err(|e| root_error(path, e))?;
-                let dir = Dir::open_ambient_dir(&path, ambient_authority())
-                    .map_err(|e| root_error(&path, e))?;
+                let dir = Dir::open_ambient_dir(&path, ambient_authority()).map_err(|e| root_error(&path, e))?;
                 Ok(Root { path, dir })
             })
             .collect::<Result<_, SandboxError>>()?;
         let cwd = std::env::current_dir()
             .and_then(|d| d.canonicalize())
-            .map_err(|e| SandboxError::Io {
-                path: ".".into(),
-                source: e,
-            })?;
+            .map_err(|e| SandboxError::Io { path: ".".into(), source: e })?;
         Ok(Self { roots, cwd })
     }
 
     /// The root a path falls under, and the path relative to it. The relative
     /// part may still hold `..` or symlinks: cap-std judges those when opening.
     fn locate(&self, path: &Path) -> Result<(&Root, PathBuf), SandboxError> {
-        let absolute = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.cwd.join(path)
-        };
+        let absolute = if path.is_absolute() { path.to_path_buf() } else { self.cwd.join(path) };
         self.roots
             .iter()
-            .find_map(|root| {
-                absolute
-                    .strip_prefix(&root.path)
-                    .ok()
-                    .map(|rest| (root, rest.to_path_buf()))
-            })
+            .find_map(|root| absolute.strip_prefix(&root.path).ok().map(|rest| (root, rest.to_path_buf())))
             .ok_or_else(|| SandboxError::OutsideRoots {
                 path: path.display().to_string(),
-                roots: self
-                    .roots
-                    .iter()
-                    .map(|r| r.path.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                roots: self.roots.iter().map(|r| r.path.display().to_string()).collect::<Vec<_>>().join(", "),
             })
     }
 
     fn escapes(path: &Path, root: &Root, source: std::io::Error) -> SandboxError {
-        SandboxError::Escapes {
-            path: path.display().to_string(),
-            root: root.path.display().to_string(),
-            source,
-        }
+        SandboxError::Escapes { path: path.display().to_string(), root: root.path.display().to_string(), source }
     }
 
     /// Opens a regular file for reading.
     pub fn open_file(&self, path: &Path) -> Result<FileRange, SandboxError> {
         let (root, relative) = self.locate(path)?;
         if relative.as_os_str().is_empty() {
-            return Err(SandboxError::NotAFile {
-                path: path.display().to_string(),
-            });
+            return Err(SandboxError::NotAFile { path: path.display().to_string() });
         }
         let file = root.dir.open(&relative).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => SandboxError::Io {
-                path: path.display().to_string(),
-                source: e,
-            },
+            std::io::ErrorKind::NotFound => SandboxError::Io { path: path.display().to_string(), source: e },
             _ => Self::escapes(path, root, e),
         })?;
-        let io = |source| SandboxError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| SandboxError::Io { path: path.display().to_string(), source };
         if !file.metadata().map_err(io)?.is_file() {
-            return Err(SandboxError::NotAFile {
-                path: path.display().to_string(),
-            });
+            return Err(SandboxError::NotAFile { path: path.display().to_string() });
         }
         FileRange::whole(file.into_std(), path.display().to_string()).map_err(io)
     }
 
     /// Where a download goes: `path` if given (into it, named `name`, when it
     /// is a directory), else `name` in the working directory.
-    pub fn destination(
-        &self,
-        path: Option<&Path>,
-        name: &str,
-    ) -> Result<Destination<'_>, SandboxError> {
+    pub fn destination(&self, path: Option<&Path>, name: &str) -> Result<Destination<'_>, SandboxError> {
         let name = safe_file_name(name);
         let requested = path.map_or_else(|| PathBuf::from(&name), Path::to_path_buf);
         let (root, mut relative) = self.locate(&requested)?;
@@ -175,39 +120,22 @@ impl Sandbox {
             relative.push(&name);
         }
         let display = root.path.join(&relative);
-        if relative
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
+        if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
             // `..` is legal if it stays inside, but the recorded path must be plain.
             return Err(Self::escapes(
                 &requested,
                 root,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "write destinations may not contain '..'",
-                ),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "write destinations may not contain '..'"),
             ));
         }
-        Ok(Destination {
-            dir: &root.dir,
-            relative,
-            display,
-        })
+        Ok(Destination { dir: &root.dir, relative, display })
     }
 }
 
 impl Destination<'_> {
     /// Streams the body into place atomically, checking its SHA-256.
     pub async fn write(&self, body: Body, expected: Option<Digest>) -> Result<Copied, WriteError> {
-        write_atomic(
-            self.dir,
-            &self.relative,
-            body,
-            expected,
-            &self.display.display().to_string(),
-        )
-        .await
+        write_atomic(self.dir, &self.relative, body, expected, &self.display.display().to_string()).await
     }
 }
 
@@ -230,12 +158,9 @@ pub async fn write_atomic(
     expected: Option<Digest>,
     label: &str,
 ) -> Result<Copied, WriteError> {
-    let file_name = relative.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{label} names no file"),
-        )
-    })?;
+    let file_name = relative
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{label} names no file")))?;
     let parent = match relative.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(parent) => {
             dir.create_dir_all(parent)?;
@@ -243,11 +168,7 @@ pub async fn write_atomic(
         }
         None => dir.try_clone()?,
     };
-    let temp_name = format!(
-        ".{}.{:016x}.wharf-partial",
-        file_name.to_string_lossy(),
-        rand::random::<u64>()
-    );
+    let temp_name = format!(".{}.{:016x}.wharf-partial", file_name.to_string_lossy(), rand::random::<u64>());
     let temp = parent.open_with(&temp_name, OpenOptions::new().write(true).create_new(true))?;
     let copied = body.copy_to(temp.into_std(), label.to_string()).await;
     let outcome = match copied {
@@ -266,9 +187,7 @@ pub async fn write_atomic(
             parent.rename(&temp_name, &parent, file_name)?;
             // Make the rename itself durable.
             // (cap-std's own directory handles are O_PATH, which cannot be fsynced.)
-            parent
-                .open_with(".", OpenOptions::new().read(true))?
-                .sync_all()?;
+            parent.open_with(".", OpenOptions::new().read(true))?.sync_all()?;
             Ok(copied)
         }
         Err(e) => {

@@ -73,9 +73,7 @@ storage_dir = "{data}/local"
 
 /// Deterministic non-trivial content of a given size.
 pub fn pattern(size: usize) -> Vec<u8> {
-    (0..size)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
+    (0..size).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -40,7 +40,8 @@ CREATE TABLE downloads (
 CREATE INDEX downloads_by_object ON downloads (object_id);
 "#];
 
-const OBJECT_COLUMNS: &str = "o.id, o.provider, o.remote_id, o.sha256, f.size, o.name, o.mime, o.purpose, o.created_at, o.state";
+const OBJECT_COLUMNS: &str =
+    "o.id, o.provider, o.remote_id, o.sha256, f.size, o.name, o.mime, o.purpose, o.created_at, o.state";
 
 pub struct SqliteCatalog {
     path: PathBuf,
@@ -51,50 +52,24 @@ pub struct SqliteCatalog {
 
 impl SqliteCatalog {
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
-        let fail = |message: String| CatalogError {
-            path: path.display().to_string(),
-            message,
-        };
+        let fail = |message: String| CatalogError { path: path.display().to_string(), message };
         let mut conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| fail(e.to_string()))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| fail(e.to_string()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| fail(e.to_string()))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| fail(e.to_string()))?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| fail(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| fail(e.to_string()))?;
         let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
-        migrations
-            .to_latest(&mut conn)
-            .map_err(|e| fail(format!("upgrading the schema: {e}")))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-        })
+        migrations.to_latest(&mut conn).map_err(|e| fail(format!("upgrading the schema: {e}")))?;
+        Ok(Self { path: path.to_path_buf(), conn: Mutex::new(conn) })
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, CatalogError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut conn).map_err(|e| CatalogError {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        })
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, CatalogError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut conn).map_err(|e| CatalogError { path: self.path.display().to_string(), message: e.to_string() })
     }
 
-    fn query_objects(
-        &self,
-        filter: &str,
-        args: impl rusqlite::Params,
-    ) -> Result<Vec<ObjectRecord>, CatalogError> {
+    fn query_objects(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<ObjectRecord>, CatalogError> {
         self.with(|conn| {
-            let sql = format!(
-                "SELECT {OBJECT_COLUMNS} FROM objects o JOIN files f USING (sha256) {filter}"
-            );
+            let sql = format!("SELECT {OBJECT_COLUMNS} FROM objects o JOIN files f USING (sha256) {filter}");
             let mut stmt = conn.prepare_cached(&sql)?;
             stmt.query_map(args, object_from_row)?.collect()
         })
@@ -113,11 +88,7 @@ fn object_from_row(row: &Row<'_>) -> rusqlite::Result<ObjectRecord> {
         mime: row.get(6)?,
         purpose: Some(row.get::<_, String>(7)?).filter(|p| !p.is_empty()),
         created_at: row.get(8)?,
-        state: if state == "gone" {
-            CopyState::Gone
-        } else {
-            CopyState::Present
-        },
+        state: if state == "gone" { CopyState::Gone } else { CopyState::Present },
     })
 }
 
@@ -148,10 +119,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn copies(&self, sha256: &str) -> Result<Vec<ObjectRecord>, CatalogError> {
-        self.query_objects(
-            "WHERE o.sha256 = ?1 ORDER BY o.created_at, o.rowid",
-            params![sha256],
-        )
+        self.query_objects("WHERE o.sha256 = ?1 ORDER BY o.created_at, o.rowid", params![sha256])
     }
 
     async fn objects(&self, provider: Option<&str>) -> Result<Vec<ObjectRecord>, CatalogError> {
@@ -195,13 +163,8 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn set_state(&self, id: &str, state: CopyState) -> Result<(), CatalogError> {
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE objects SET state = ?2 WHERE id = ?1",
-                params![id, state_text(state)],
-            )
-        })
-        .map(drop)
+        self.with(|conn| conn.execute("UPDATE objects SET state = ?2 WHERE id = ?1", params![id, state_text(state)]))
+            .map(drop)
     }
 
     async fn remove(&self, id: &str) -> Result<(), CatalogError> {
@@ -236,7 +199,12 @@ impl Catalog for SqliteCatalog {
                 "SELECT object_id, destination, source, at FROM downloads WHERE object_id = ?1 ORDER BY id",
             )?;
             stmt.query_map(params![object_id], |row| {
-                Ok(DownloadRecord { object_id: row.get(0)?, destination: row.get(1)?, source: row.get(2)?, at: row.get(3)? })
+                Ok(DownloadRecord {
+                    object_id: row.get(0)?,
+                    destination: row.get(1)?,
+                    source: row.get(2)?,
+                    at: row.get(3)?,
+                })
             })?
             .collect()
         })

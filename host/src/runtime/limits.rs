@@ -13,9 +13,7 @@ pub struct MemoryLimiter {
 
 /// Recognisable in the error chain of a call that hit its memory limit.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "adapter {adapter} exceeded its memory limit of {limit_mib} MiB (it asked for {asked_mib} MiB)"
-)]
+#[error("adapter {adapter} exceeded its memory limit of {limit_mib} MiB (it asked for {asked_mib} MiB)")]
 pub struct MemoryLimitExceeded {
     pub adapter: String,
     pub limit_mib: u64,
@@ -23,12 +21,7 @@ pub struct MemoryLimitExceeded {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired as u64 > self.max_bytes {
             return Err(wasmtime::Error::new(MemoryLimitExceeded {
                 adapter: self.adapter.clone(),
@@ -39,12 +32,7 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         // Tables hold function references; a legitimate adapter needs a few thousand.
         Ok(desired <= 100_000)
     }
@@ -65,8 +53,6 @@ pub struct CpuBudget {
 
 impl CpuBudget {
     pub fn new(cpu: Duration) -> Self {
-        Self {
-            ticks_left: (cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
-        }
+        Self { ticks_left: (cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 }
     }
 }

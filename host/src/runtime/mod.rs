@@ -4,10 +4,12 @@
 pub mod bindings;
 mod imports;
 mod limits;
+mod retry;
 mod state;
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,21 +19,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::future::BoxFuture;
 use wasmtime::component::{Component, Linker, Resource};
-use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
-};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-pub use bindings::{
-    Capabilities, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Page,
-    ProviderError,
-};
+pub use bindings::{Capabilities, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Page, ProviderError};
 use bindings::{Provider, ProviderPre, UploadRequest};
 use limits::{CpuBudget, EPOCH_TICK, MemoryLimitExceeded, MemoryLimiter};
 use state::{CallState, GrantedDir, ProviderContext};
 
 use crate::body::Body;
-use crate::config::{Limits, PluginSource, ProviderConfig};
+use crate::config::{Limits, PluginSource, ProviderConfig, RetryPolicy};
 
 /// The contract version the host implements (the WIT package version).
 pub const WIT_VERSION: &str = "wharf:provider@0.1.0";
@@ -57,6 +54,7 @@ pub struct Adapter {
     context: Arc<ProviderContext>,
     config_json: Arc<str>,
     limits: Limits,
+    retry: RetryPolicy,
     capabilities: Capabilities,
     storage_mount: Option<(PathBuf, bool)>,
     plugin_path: PathBuf,
@@ -67,38 +65,17 @@ pub struct Adapter {
 pub enum CallError {
     /// The adapter answered with a classified provider failure.
     #[error("{provider}: {operation} failed: {}", describe(error))]
-    Provider {
-        provider: String,
-        operation: &'static str,
-        error: ProviderError,
-    },
+    Provider { provider: String, operation: &'static str, error: ProviderError },
     #[error(
         "adapter {provider} exceeded its CPU limit of {limit_ms} ms during {operation}; raise limits.cpu_ms in [providers.{provider}] if it needs more"
     )]
-    CpuLimit {
-        provider: String,
-        operation: &'static str,
-        limit_ms: u128,
-    },
+    CpuLimit { provider: String, operation: &'static str, limit_ms: u128 },
     #[error("{source} during {operation}; raise limits.memory_mib in [providers.{}] if it needs more", source.adapter)]
-    MemoryLimit {
-        operation: &'static str,
-        source: MemoryLimitExceeded,
-    },
-    #[error(
-        "adapter {provider} did not finish {operation} within {limit_secs} s (limits.timeout_secs)"
-    )]
-    Timeout {
-        provider: String,
-        operation: &'static str,
-        limit_secs: u64,
-    },
+    MemoryLimit { operation: &'static str, source: MemoryLimitExceeded },
+    #[error("adapter {provider} did not finish {operation} within {limit_secs} s (limits.timeout_secs)")]
+    Timeout { provider: String, operation: &'static str, limit_secs: u64 },
     #[error("adapter {provider} crashed during {operation}: {message}")]
-    Trap {
-        provider: String,
-        operation: &'static str,
-        message: String,
-    },
+    Trap { provider: String, operation: &'static str, message: String },
 }
 
 impl CallError {
@@ -211,35 +188,19 @@ impl Runtime {
         Provider::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
 
-        std::fs::create_dir_all(cache_dir).with_context(|| {
-            format!(
-                "creating the compiled-component cache {}",
-                cache_dir.display()
-            )
-        })?;
+        std::fs::create_dir_all(cache_dir)
+            .with_context(|| format!("creating the compiled-component cache {}", cache_dir.display()))?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Self {
-            engine,
-            linker,
-            cache_dir: cache_dir.to_path_buf(),
-            _ticker: ticker,
-        })
+        Ok(Self { engine, linker, cache_dir: cache_dir.to_path_buf(), _ticker: ticker })
     }
 
     /// Compiles a component, or loads it from the cache when this engine has
     /// compiled the same bytes before.
     pub fn compile(&self, wasm: &Path) -> anyhow::Result<Component> {
-        let bytes = std::fs::read(wasm)
-            .with_context(|| format!("reading adapter component {}", wasm.display()))?;
+        let bytes = std::fs::read(wasm).with_context(|| format!("reading adapter component {}", wasm.display()))?;
         let mut engine_hash = DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut engine_hash);
-        let key = format!(
-            "{}-{:016x}",
-            crate::body::to_hex(&crate::body::digest_of(&bytes)),
-            engine_hash.finish()
-        );
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        let key = format!("{}-{:016x}", crate::body::to_hex(&crate::body::digest_of(&bytes)), engine_hash.finish());
         let cached = self.cache_dir.join(format!("{key}.cwasm"));
         if cached.is_file() {
             // SAFETY: the cache holds only what `precompile_component` wrote for
@@ -257,12 +218,10 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{} is not a valid component", wasm.display()))?;
         let temp = cached.with_extension(format!("{:016x}.partial", rand::random::<u64>()));
-        std::fs::write(&temp, &compiled)
-            .and_then(|()| std::fs::rename(&temp, &cached))
-            .with_context(|| {
-                let _ = std::fs::remove_file(&temp);
-                format!("writing {}", cached.display())
-            })?;
+        std::fs::write(&temp, &compiled).and_then(|()| std::fs::rename(&temp, &cached)).with_context(|| {
+            let _ = std::fs::remove_file(&temp);
+            format!("writing {}", cached.display())
+        })?;
         // SAFETY: produced just above by this engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(anyhow::Error::from)
     }
@@ -272,53 +231,28 @@ impl Runtime {
     pub async fn load(&self, provider: &ProviderConfig) -> anyhow::Result<Adapter> {
         let name = &provider.name;
         let plugin_path = plugin_path(&provider.plugin)?;
-        let component = self
-            .compile(&plugin_path)
-            .with_context(|| format!("provider {name}"))?;
+        let component = self.compile(&plugin_path).with_context(|| format!("provider {name}"))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "provider {name}: {} does not fit {WIT_VERSION}",
-                    plugin_path.display()
-                )
-            })?;
+            .with_context(|| format!("provider {name}: {} does not fit {WIT_VERSION}", plugin_path.display()))?;
         let pre = ProviderPre::new(pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "provider {name}: {} does not export {WIT_VERSION}",
-                    plugin_path.display()
-                )
-            })?;
+            .with_context(|| format!("provider {name}: {} does not export {WIT_VERSION}", plugin_path.display()))?;
 
         let storage = match &provider.storage {
             Some(grant) => {
                 if grant.writable {
-                    std::fs::create_dir_all(&grant.dir).with_context(|| {
-                        format!(
-                            "provider {name}: creating storage_dir {}",
-                            grant.dir.display()
-                        )
-                    })?;
+                    std::fs::create_dir_all(&grant.dir)
+                        .with_context(|| format!("provider {name}: creating storage_dir {}", grant.dir.display()))?;
                 }
                 let path = grant.dir.canonicalize().with_context(|| {
-                    format!(
-                        "provider {name}: storage_dir {} cannot be opened",
-                        grant.dir.display()
-                    )
+                    format!("provider {name}: storage_dir {} cannot be opened", grant.dir.display())
                 })?;
                 let dir = cap_std::fs::Dir::open_ambient_dir(&path, cap_std::ambient_authority())
-                    .with_context(|| {
-                    format!("provider {name}: opening storage_dir {}", path.display())
-                })?;
-                Some(GrantedDir {
-                    dir,
-                    path,
-                    writable: grant.writable,
-                })
+                    .with_context(|| format!("provider {name}: opening storage_dir {}", path.display()))?;
+                Some(GrantedDir { dir, path, writable: grant.writable })
             }
             None => None,
         };
@@ -343,6 +277,7 @@ impl Runtime {
             context,
             config_json: provider.adapter_config_json.clone().into(),
             limits: provider.limits,
+            retry: provider.retry,
             capabilities: placeholder_capabilities(),
             storage_mount,
             plugin_path,
@@ -375,9 +310,7 @@ pub fn builtin_plugin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("WHARF_PLUGIN_DIR") {
         return PathBuf::from(dir);
     }
-    let beside_exe = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join("plugins")));
+    let beside_exe = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("plugins")));
     match beside_exe {
         Some(dir) if dir.is_dir() => dir,
         _ => PathBuf::from(env!("WHARF_BUILTIN_PLUGIN_DIR")),
@@ -416,31 +349,20 @@ impl Adapter {
     }
 
     pub fn allowed_hosts(&self) -> Vec<String> {
-        self.context
-            .allowed_hosts
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        self.context.allowed_hosts.iter().map(ToString::to_string).collect()
     }
 
     fn store(&self) -> wasmtime::Result<Store<CallState>> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stderr();
         if let Some((path, writable)) = &self.storage_mount {
-            let perms = if *writable {
-                FsPerms::ReadWrite
-            } else {
-                FsPerms::ReadOnly
-            };
+            let perms = if *writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
             wasi.preopened_dir(path, STORAGE_MOUNT, perms)?;
         }
         let state = CallState {
             wasi: wasi.build(),
             table: wasmtime::component::ResourceTable::new(),
-            memory: MemoryLimiter {
-                adapter: self.context.name.clone(),
-                max_bytes: self.limits.memory_bytes,
-            },
+            memory: MemoryLimiter { adapter: self.context.name.clone(), max_bytes: self.limits.memory_bytes },
             cpu: CpuBudget::new(self.limits.cpu),
             provider: self.context.clone(),
         };
@@ -482,20 +404,12 @@ impl Adapter {
             match tokio::time::timeout(self.limits.timeout, run).await {
                 Ok(outcome) => outcome,
                 Err(_) => {
-                    return Err(CallError::Timeout {
-                        provider,
-                        operation,
-                        limit_secs: self.limits.timeout.as_secs(),
-                    });
+                    return Err(CallError::Timeout { provider, operation, limit_secs: self.limits.timeout.as_secs() });
                 }
             };
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(CallError::Provider {
-                provider,
-                operation,
-                error,
-            }),
+            Ok(Err(error)) => Err(CallError::Provider { provider, operation, error }),
             Err(err) => Err(self.classify_trap(operation, err)),
         }
     }
@@ -503,11 +417,7 @@ impl Adapter {
     fn classify_trap(&self, operation: &'static str, err: wasmtime::Error) -> CallError {
         let provider = self.name().to_string();
         if err.downcast_ref::<CpuLimitExceeded>().is_some() {
-            return CallError::CpuLimit {
-                provider,
-                operation,
-                limit_ms: self.limits.cpu.as_millis(),
-            };
+            return CallError::CpuLimit { provider, operation, limit_ms: self.limits.cpu.as_millis() };
         }
         if let Some(limit) = err.downcast_ref::<MemoryLimitExceeded>() {
             return CallError::MemoryLimit {
@@ -519,14 +429,21 @@ impl Adapter {
                 },
             };
         }
-        CallError::Trap {
-            provider,
-            operation,
-            message: format!("{err:#}"),
-        }
+        CallError::Trap { provider, operation, message: format!("{err:#}") }
     }
 
-    /// Stores content at the provider. The body is streamed by the host.
+    /// Runs one operation under the provider's retry policy; `attempt` builds
+    /// a fresh call each time.
+    async fn retrying<R, Fut>(&self, operation: &'static str, attempt: impl FnMut() -> Fut) -> Result<R, CallError>
+    where
+        Fut: Future<Output = Result<(R, Capabilities), CallError>>,
+    {
+        let mut attempt = attempt;
+        retry::retrying(&self.retry, self.name(), operation, || attempt()).await.map(|(value, _)| value)
+    }
+
+    /// Stores content at the provider. The body is streamed by the host; a
+    /// retry sends it again from the start.
     pub async fn upload(
         &self,
         content: Body,
@@ -536,27 +453,22 @@ impl Adapter {
         purpose: Option<&str>,
     ) -> Result<ObjectInfo, CallError> {
         let size = content.size().unwrap_or(0);
-        let (name, mime, sha256) = (name.to_string(), mime.to_string(), sha256.to_string());
-        let purpose = purpose.map(str::to_string);
-        self.call("upload", move |store, instance| {
-            Box::pin(async move {
-                let content = store.data_mut().table.push(content)?;
-                let request = UploadRequest {
-                    content,
-                    name,
-                    mime,
-                    size,
-                    sha256,
-                    purpose,
-                };
-                instance
-                    .wharf_provider_adapter()
-                    .call_upload(store, &request)
-                    .await
+        let attempt = |content: Body| {
+            let (name, mime, sha256) = (name.to_string(), mime.to_string(), sha256.to_string());
+            let purpose = purpose.map(str::to_string);
+            self.call("upload", move |store, instance| {
+                Box::pin(async move {
+                    let content = store.data_mut().table.push(content)?;
+                    let request = UploadRequest { content, name, mime, size, sha256, purpose };
+                    instance.wharf_provider_adapter().call_upload(store, &request).await
+                })
             })
-        })
-        .await
-        .map(|(info, _)| info)
+        };
+        if content.try_clone().is_none() {
+            // A response stream can be sent only once: no retry is possible.
+            return attempt(content).await.map(|(info, _)| info);
+        }
+        self.retrying("upload", || attempt(content.try_clone().expect("checked above"))).await
     }
 
     /// Fetches an object: its bytes as a host body, and whether they are the
@@ -566,79 +478,70 @@ impl Adapter {
         target: &ObjectRef,
         derived: bool,
     ) -> Result<(Body, ContentKind, Option<String>), CallError> {
-        let target = target.clone();
-        self.call("download", move |store, instance| {
-            Box::pin(async move {
-                let adapter = instance.wharf_provider_adapter();
-                let result = adapter.call_download(&mut *store, &target, derived).await?;
-                Ok(match result {
-                    Ok(download) => {
-                        let body = take_body(store, download.content)?;
-                        Ok((body, download.kind, download.mime))
-                    }
-                    Err(e) => Err(e),
+        self.retrying("download", || {
+            let target = target.clone();
+            self.call("download", move |store, instance| {
+                Box::pin(async move {
+                    let adapter = instance.wharf_provider_adapter();
+                    let result = adapter.call_download(&mut *store, &target, derived).await?;
+                    Ok(match result {
+                        Ok(download) => {
+                            let body = take_body(store, download.content)?;
+                            Ok((body, download.kind, download.mime))
+                        }
+                        Err(e) => Err(e),
+                    })
                 })
             })
         })
         .await
-        .map(|(download, _)| download)
     }
 
     pub async fn stat(&self, target: &ObjectRef) -> Result<ObjectInfo, CallError> {
-        let target = target.clone();
-        self.call("stat", move |store, instance| {
-            Box::pin(async move {
-                instance
-                    .wharf_provider_adapter()
-                    .call_stat(store, &target)
-                    .await
+        self.retrying("stat", || {
+            let target = target.clone();
+            self.call("stat", move |store, instance| {
+                Box::pin(async move { instance.wharf_provider_adapter().call_stat(store, &target).await })
             })
         })
         .await
-        .map(|(info, _)| info)
     }
 
     pub async fn list(&self, cursor: Option<&str>, limit: u32) -> Result<Page, CallError> {
-        let cursor = cursor.map(str::to_string);
-        self.call("list", move |store, instance| {
-            Box::pin(async move {
-                let adapter = instance.wharf_provider_adapter();
-                adapter.call_list(store, cursor.as_deref(), limit).await
+        self.retrying("list", || {
+            let cursor = cursor.map(str::to_string);
+            self.call("list", move |store, instance| {
+                Box::pin(async move {
+                    let adapter = instance.wharf_provider_adapter();
+                    adapter.call_list(store, cursor.as_deref(), limit).await
+                })
             })
         })
         .await
-        .map(|(page, _)| page)
     }
 
     pub async fn delete(&self, target: &ObjectRef) -> Result<(), CallError> {
-        let target = target.clone();
-        self.call("delete", move |store, instance| {
-            Box::pin(async move {
-                instance
-                    .wharf_provider_adapter()
-                    .call_delete(store, &target)
-                    .await
+        self.retrying("delete", || {
+            let target = target.clone();
+            self.call("delete", move |store, instance| {
+                Box::pin(async move { instance.wharf_provider_adapter().call_delete(store, &target).await })
             })
         })
         .await
-        .map(|((), _)| ())
     }
 
-    pub async fn presign(
-        &self,
-        target: &ObjectRef,
-        expires_in: Duration,
-    ) -> Result<String, CallError> {
-        let target = target.clone();
+    pub async fn presign(&self, target: &ObjectRef, expires_in: Duration) -> Result<String, CallError> {
         let secs = expires_in.as_secs();
-        self.call("presign", move |store, instance| {
-            Box::pin(async move {
-                let adapter = instance.wharf_provider_adapter();
-                adapter.call_presign(store, &target, secs).await
+        self.retrying("presign", || {
+            let target = target.clone();
+            self.call("presign", move |store, instance| {
+                Box::pin(async move {
+                    let adapter = instance.wharf_provider_adapter();
+                    adapter.call_presign(store, &target, secs).await
+                })
             })
         })
         .await
-        .map(|(url, _)| url)
     }
 }
 

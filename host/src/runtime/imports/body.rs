@@ -53,12 +53,7 @@ impl HostBody for CallState {
         max_bytes: u64,
     ) -> wasmtime::Result<Result<Vec<u8>, ProviderError>> {
         let max = max_bytes.min(READ_ALL_CAP);
-        Ok(self
-            .table
-            .get_mut(&body)?
-            .read_all(max)
-            .await
-            .map_err(Into::into))
+        Ok(self.table.get_mut(&body)?.read_all(max).await.map_err(Into::into))
     }
 
     async fn drop(&mut self, body: Resource<Body>) -> wasmtime::Result<()> {

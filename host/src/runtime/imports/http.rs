@@ -8,9 +8,7 @@ use reqwest::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 
 use super::secrets::unknown_secret;
 use crate::body::Body;
-use crate::runtime::bindings::wharf::provider::http::{
-    FormPart, Host, PartContent, Request, RequestBody, Response,
-};
+use crate::runtime::bindings::wharf::provider::http::{FormPart, Host, PartContent, Request, RequestBody, Response};
 use crate::runtime::bindings::{ErrorKind, ProviderError};
 use crate::runtime::state::{CallState, ProviderContext};
 
@@ -28,16 +26,9 @@ impl CallState {
     /// Checks and converts a request, taking its bodies out of the table.
     fn prepare(&mut self, req: Request) -> Result<reqwest::Request, ProviderError> {
         let provider = self.provider.clone();
-        let url: reqwest::Url = req
-            .url
-            .parse()
-            .map_err(|e| invalid(format!("bad URL {:?}: {e}", req.url)))?;
+        let url: reqwest::Url = req.url.parse().map_err(|e| invalid(format!("bad URL {:?}: {e}", req.url)))?;
         if !provider.allowed_hosts.iter().any(|h| h.allows(&url)) {
-            let allowed: Vec<String> = provider
-                .allowed_hosts
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+            let allowed: Vec<String> = provider.allowed_hosts.iter().map(ToString::to_string).collect();
             return Err(ProviderError::new(
                 ErrorKind::Forbidden,
                 format!(
@@ -54,15 +45,12 @@ impl CallState {
             .map_err(|_| invalid(format!("bad HTTP method {:?}", req.method)))?;
         let mut builder = provider.http.request(method, url);
         for (name, value) in &req.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| invalid(format!("bad header name {name:?}")))?;
+            let name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(format!("bad header name {name:?}")))?;
             let filled = fill_secrets(&provider, value)?;
             let holds_secret = filled != *value;
-            let mut value = HeaderValue::from_str(&filled).map_err(|_| {
-                invalid(format!(
-                    "header {name} has a value that is not valid in HTTP"
-                ))
-            })?;
+            let mut value = HeaderValue::from_str(&filled)
+                .map_err(|_| invalid(format!("header {name} has a value that is not valid in HTTP")))?;
             // Keeps the value out of reqwest's and hyper's debug output.
             value.set_sensitive(holds_secret);
             builder = builder.header(name, value);
@@ -71,10 +59,7 @@ impl CallState {
             RequestBody::Empty => builder,
             RequestBody::Bytes(bytes) => builder.body(bytes),
             RequestBody::Body(handle) => {
-                let body = self
-                    .table
-                    .delete(handle)
-                    .map_err(|e| invalid(e.to_string()))?;
+                let body = self.table.delete(handle).map_err(|e| invalid(e.to_string()))?;
                 if let Some(size) = body.size() {
                     builder = builder.header(CONTENT_LENGTH, size);
                 }
@@ -82,9 +67,7 @@ impl CallState {
             }
             RequestBody::Multipart(parts) => builder.multipart(self.form(parts)?),
         };
-        builder
-            .build()
-            .map_err(|e| invalid(format!("cannot build the request: {e}")))
+        builder.build().map_err(|e| invalid(format!("cannot build the request: {e}")))
     }
 
     fn form(&mut self, parts: Vec<FormPart>) -> Result<reqwest::multipart::Form, ProviderError> {
@@ -93,14 +76,9 @@ impl CallState {
             let mut built = match part.content {
                 PartContent::Text(text) => reqwest::multipart::Part::text(text),
                 PartContent::File(handle) => {
-                    let body = self
-                        .table
-                        .delete(handle)
-                        .map_err(|e| invalid(e.to_string()))?;
+                    let body = self.table.delete(handle).map_err(|e| invalid(e.to_string()))?;
                     match body.size() {
-                        Some(size) => {
-                            reqwest::multipart::Part::stream_with_length(into_reqwest(body), size)
-                        }
+                        Some(size) => reqwest::multipart::Part::stream_with_length(into_reqwest(body), size),
                         None => reqwest::multipart::Part::stream(into_reqwest(body)),
                     }
                 }
@@ -109,12 +87,9 @@ impl CallState {
                 built = built.file_name(filename);
             }
             if let Some(content_type) = part.content_type {
-                built = built.mime_str(&content_type).map_err(|_| {
-                    invalid(format!(
-                        "bad content type {content_type:?} for form part {}",
-                        part.name
-                    ))
-                })?;
+                built = built
+                    .mime_str(&content_type)
+                    .map_err(|_| invalid(format!("bad content type {content_type:?} for form part {}", part.name)))?;
             }
             form = form.part(part.name, built);
         }
@@ -126,19 +101,10 @@ impl CallState {
         let headers = response
             .headers()
             .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_string(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
             .collect();
         let body = self.table.push(Body::Response(Some(response)))?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok(Response { status, headers, body })
     }
 }
 
@@ -160,12 +126,7 @@ fn fill_secrets(provider: &ProviderContext, value: &str) -> Result<String, Provi
             .find(PLACEHOLDER_CLOSE)
             .ok_or_else(|| invalid("unterminated {{secret:...}} placeholder in a header".into()))?;
         let name = &after[..end];
-        out.push_str(
-            provider
-                .secrets
-                .get(name)
-                .ok_or_else(|| unknown_secret(&provider.name, name))?,
-        );
+        out.push_str(provider.secrets.get(name).ok_or_else(|| unknown_secret(&provider.name, name))?);
         rest = &after[end + PLACEHOLDER_CLOSE.len()..];
     }
     out.push_str(rest);
@@ -188,10 +149,7 @@ async fn execute(
             "failed"
         };
         // reqwest's message carries the URL but no headers.
-        ProviderError::new(
-            ErrorKind::Unavailable,
-            format!("{target} {what}: {}", error_chain(&e)),
-        )
+        ProviderError::new(ErrorKind::Unavailable, format!("{target} {what}: {}", error_chain(&e)))
     })
 }
 
@@ -218,10 +176,7 @@ impl Host for CallState {
         }
     }
 
-    async fn send_batch(
-        &mut self,
-        reqs: Vec<Request>,
-    ) -> wasmtime::Result<Vec<Result<Response, ProviderError>>> {
+    async fn send_batch(&mut self, reqs: Vec<Request>) -> wasmtime::Result<Vec<Result<Response, ProviderError>>> {
         let prepared: Vec<_> = reqs.into_iter().map(|req| self.prepare(req)).collect();
         let provider = self.provider.clone();
         let sent: Vec<_> = futures::stream::iter(prepared)

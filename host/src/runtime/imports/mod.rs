@@ -10,11 +10,6 @@ use super::bindings::{ErrorKind, ProviderError};
 
 impl ProviderError {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            status: None,
-            code: None,
-            message: message.into(),
-        }
+        Self { kind, status: None, code: None, message: message.into() }
     }
 }

@@ -23,9 +23,7 @@ impl CallState {
         if write && !grant.writable {
             return Err(ProviderError::new(
                 ErrorKind::Forbidden,
-                format!(
-                    "the storage directory of provider {name} is read-only (storage_access = \"read-only\")"
-                ),
+                format!("the storage directory of provider {name} is read-only (storage_access = \"read-only\")"),
             ));
         }
         Ok(grant)
@@ -36,20 +34,14 @@ fn io_error(err: std::io::Error, what: String) -> ProviderError {
     let kind = match err.kind() {
         std::io::ErrorKind::NotFound => ErrorKind::NotFound,
         std::io::ErrorKind::PermissionDenied => ErrorKind::Forbidden,
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-            ErrorKind::QuotaExceeded
-        }
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => ErrorKind::QuotaExceeded,
         _ => ErrorKind::Other,
     };
     ProviderError::new(kind, format!("{what}: {err}"))
 }
 
 impl Host for CallState {
-    async fn write(
-        &mut self,
-        path: String,
-        content: Resource<Body>,
-    ) -> wasmtime::Result<Result<u64, ProviderError>> {
+    async fn write(&mut self, path: String, content: Resource<Body>) -> wasmtime::Result<Result<u64, ProviderError>> {
         let body = self.table.delete(content)?;
         let grant = match self.granted(true) {
             Ok(grant) => grant,
@@ -63,10 +55,7 @@ impl Host for CallState {
         }))
     }
 
-    async fn open(
-        &mut self,
-        path: String,
-    ) -> wasmtime::Result<Result<Resource<Body>, ProviderError>> {
+    async fn open(&mut self, path: String) -> wasmtime::Result<Result<Resource<Body>, ProviderError>> {
         let grant = match self.granted(false) {
             Ok(grant) => grant,
             Err(e) => return Ok(Err(e)),
