@@ -85,7 +85,7 @@ async fn corrupted_object_fails_and_leaves_nothing() {
     std::fs::create_dir(&outdir).unwrap();
     let err = gateway.download(&up.id, Some(&outdir.join("data.bin")), None).await.unwrap_err();
     assert!(
-        matches!(&err, GatewayError::Write { source: WriteError::HashMismatch { .. }, .. }),
+        matches!(&err, GatewayError::Write { source, .. } if matches!(**source, WriteError::HashMismatch { .. })),
         "expected a hash mismatch, got: {err}"
     );
     assert!(err.to_string().contains("SHA-256 mismatch"), "{err}");

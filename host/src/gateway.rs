@@ -12,13 +12,13 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
-use crate::body::{Body, Copied, FileRange, digest_of, parse_hex, to_hex};
+use crate::body::{Body, BodyError, Copied, Digest, FileRange, digest_of, parse_hex, to_hex};
 use crate::catalog::{Catalog, CatalogError, CopyState, DownloadRecord, ObjectRecord, SqliteCatalog};
 use crate::config::Config;
 use crate::runtime::{
     Adapter, CallError, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Runtime, WIT_VERSION,
 };
-use crate::sandbox::{Sandbox, SandboxError, WriteError};
+use crate::sandbox::{Destination, Sandbox, SandboxError, WriteError};
 
 /// What to upload.
 pub enum Source {
@@ -169,9 +169,11 @@ pub enum GatewayError {
     #[error("{name} is {size} bytes; provider {provider} accepts at most {max} bytes")]
     TooLarge { name: String, size: u64, max: u64, provider: String },
     #[error("downloading {id} from {provider} into {destination}: {source}")]
-    Write { id: String, provider: String, destination: String, source: WriteError },
+    Write { id: String, provider: String, destination: String, source: Box<WriteError> },
     #[error("reading standard input: {0}")]
     Stdin(std::io::Error),
+    #[error("reading {0}")]
+    Read(#[source] BodyError),
     #[error("{provider} returned derived content for {id} where the original was asked for")]
     NotOriginal { id: String, provider: String },
 }
@@ -276,14 +278,7 @@ impl Gateway {
         let (body, own_name, mime, copied) = match source {
             Source::Path(path) => {
                 let mut range = self.sandbox.open_file(&path)?;
-                let copied = range.clone().hash().await.map_err(|e| WriteError::Body(e)).map_err(|source| {
-                    GatewayError::Write {
-                        id: "-".into(),
-                        provider: "-".into(),
-                        destination: path.display().to_string(),
-                        source,
-                    }
-                })?;
+                let copied = range.clone().hash().await.map_err(GatewayError::Read)?;
                 range.expected = Some(copied.sha256);
                 let own_name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
                 (Body::File(range), own_name, None, copied)
@@ -425,10 +420,10 @@ impl Gateway {
     /// Deletes a copy this call made and forgets it, logging what fails:
     /// used while undoing a failed upload, whose own error is the one to report.
     async fn discard(&self, record: &ObjectRecord) {
-        if let Ok(adapter) = self.adapter(Some(&record.provider)) {
-            if let Err(e) = adapter.delete(&record.target()).await {
-                tracing::warn!("{}: could not remove {} while undoing an upload: {e}", record.provider, record.id);
-            }
+        if let Ok(adapter) = self.adapter(Some(&record.provider))
+            && let Err(e) = adapter.delete(&record.target()).await
+        {
+            tracing::warn!("{}: could not remove {} while undoing an upload: {e}", record.provider, record.id);
         }
         if let Err(e) = self.catalog.remove(&record.id).await {
             tracing::warn!("could not forget {} while undoing an upload: {e}", record.id);
@@ -510,10 +505,10 @@ impl Gateway {
 
     /// Marks a copy gone when its provider says so, then passes the error on.
     async fn note_missing(&self, object: &ObjectRecord, err: CallError) -> GatewayError {
-        if matches!(err.kind(), Some(ErrorKind::NotFound | ErrorKind::Gone)) {
-            if let Err(e) = self.catalog.set_state(&object.id, CopyState::Gone).await {
-                tracing::warn!("could not mark {} gone: {e}", object.id);
-            }
+        if matches!(err.kind(), Some(ErrorKind::NotFound | ErrorKind::Gone))
+            && let Err(e) = self.catalog.set_state(&object.id, CopyState::Gone).await
+        {
+            tracing::warn!("could not mark {} gone: {e}", object.id);
         }
         err.into()
     }
@@ -542,20 +537,7 @@ impl Gateway {
             return Err(GatewayError::NotOriginal { id: id.to_string(), provider: object.provider.clone() });
         }
         let expected = parse_hex(&object.sha256);
-        let copied = target.write(body, expected).await.map_err(|source| GatewayError::Write {
-            id: id.to_string(),
-            provider: object.provider.clone(),
-            destination: target.display.display().to_string(),
-            source,
-        })?;
-        self.catalog
-            .record_download(&DownloadRecord {
-                object_id: requested.id.clone(),
-                destination: target.display.display().to_string(),
-                source: source.to_string(),
-                at: now(),
-            })
-            .await?;
+        let copied = self.deliver(&requested.id, &object.provider, &target, body, expected, source).await?;
         Ok(Downloaded {
             id: requested.id,
             path: target.display.clone(),
@@ -590,20 +572,7 @@ impl Gateway {
         };
         let name = format!("{}.derived.{extension}", object.name);
         let target = self.sandbox.destination(destination, &name)?;
-        let copied = target.write(body, None).await.map_err(|source| GatewayError::Write {
-            id: id.to_string(),
-            provider: object.provider.clone(),
-            destination: target.display.display().to_string(),
-            source,
-        })?;
-        self.catalog
-            .record_download(&DownloadRecord {
-                object_id: object.id.clone(),
-                destination: target.display.display().to_string(),
-                source: "derived".to_string(),
-                at: now(),
-            })
-            .await?;
+        let copied = self.deliver(&object.id, &object.provider, &target, body, None, "derived").await?;
         Ok(Downloaded {
             id: object.id,
             path: target.display.clone(),
@@ -616,6 +585,30 @@ impl Gateway {
             },
             verified: false,
         })
+    }
+
+    /// Writes downloaded bytes into place (checked against `expected`) and
+    /// adds the download to the history of `id`.
+    async fn deliver(
+        &self,
+        id: &str,
+        provider: &str,
+        target: &Destination<'_>,
+        body: Body,
+        expected: Option<Digest>,
+        history_source: &str,
+    ) -> Result<Copied, GatewayError> {
+        let destination = target.display.display().to_string();
+        let copied = target.write(body, expected).await.map_err(|source| GatewayError::Write {
+            id: id.to_string(),
+            provider: provider.to_string(),
+            destination: destination.clone(),
+            source: Box::new(source),
+        })?;
+        let record =
+            DownloadRecord { object_id: id.to_string(), destination, source: history_source.into(), at: now() };
+        self.catalog.record_download(&record).await?;
+        Ok(copied)
     }
 
     pub async fn info(&self, id: &str) -> Result<FileInfo, GatewayError> {

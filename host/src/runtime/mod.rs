@@ -438,8 +438,7 @@ impl Adapter {
     where
         Fut: Future<Output = Result<(R, Capabilities), CallError>>,
     {
-        let mut attempt = attempt;
-        retry::retrying(&self.retry, self.name(), operation, || attempt()).await.map(|(value, _)| value)
+        retry::retrying(&self.retry, self.name(), operation, attempt).await.map(|(value, _)| value)
     }
 
     /// Stores content at the provider. The body is streamed by the host; a
