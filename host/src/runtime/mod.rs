@@ -355,6 +355,10 @@ impl Adapter {
     fn store(&self) -> wasmtime::Result<Store<CallState>> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stderr();
+        // Adapters touch only small metadata files through WASI (bulk bytes go
+        // through the storage interface), so running those calls inline beats
+        // a hop to tokio's blocking pool for each.
+        wasi.allow_blocking_current_thread(true);
         if let Some((path, writable)) = &self.storage_mount {
             let perms = if *writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
             wasi.preopened_dir(path, STORAGE_MOUNT, perms)?;
