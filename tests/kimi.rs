@@ -147,7 +147,14 @@ async fn extracted_text_in_both_shapes_of_content() {
     let plain = gateway.download_derived(&up.id, Some(&scratch.work().join("plain.txt"))).await.unwrap();
     assert_eq!(std::fs::read_to_string(&plain.path).unwrap(), expected, "the body as it is");
     assert_eq!(plain.kind, "derived");
-    assert_eq!(fake.requests_to(Method::GET, &format!("/v1/files/{}/content", up.remote_id)).len(), 2);
+
+    // Named by its hash, the content is asked of the provider that derives it,
+    // not of the cache that holds the original.
+    let by_hash = format!("sha256:{}", up.sha256);
+    let hashed = gateway.download_derived(&by_hash, Some(&scratch.work().join("hashed.txt"))).await.unwrap();
+    assert_eq!(hashed.id, up.id);
+    assert_eq!(std::fs::read_to_string(&hashed.path).unwrap(), expected);
+    assert_eq!(fake.requests_to(Method::GET, &format!("/v1/files/{}/content", up.remote_id)).len(), 3);
 }
 
 #[tokio::test]

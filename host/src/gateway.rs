@@ -553,7 +553,30 @@ impl Gateway {
     /// file of its own: `<name>.derived.<ext>` unless a file path is given.
     /// It cannot be verified against the original's SHA-256, and says so.
     pub async fn download_derived(&self, id: &str, destination: Option<&Path>) -> Result<Downloaded, GatewayError> {
-        let object = self.resolve(id, None).await?;
+        let object = match id.strip_prefix("sha256:") {
+            // Content named by hash: the copy at a provider that derives content.
+            Some(hex) => {
+                let sha256 =
+                    parse_hex(hex).map(|d| to_hex(&d)).ok_or_else(|| GatewayError::UnknownId(id.to_string()))?;
+                let copies = self.catalog.copies(&sha256).await?;
+                if copies.is_empty() {
+                    return Err(GatewayError::UnknownId(id.to_string()));
+                }
+                let derives = |o: &&ObjectRecord| {
+                    o.state == CopyState::Present
+                        && self
+                            .adapters
+                            .get(&o.provider)
+                            .is_some_and(|a| a.capabilities().download == DownloadSupport::Derived)
+                };
+                copies.iter().find(derives).cloned().ok_or_else(|| GatewayError::NotAtProvider {
+                    id: id.to_string(),
+                    provider: "any provider with derived content".into(),
+                    held_by: copies.iter().map(|o| o.provider.as_str()).collect::<Vec<_>>().join(", "),
+                })?
+            }
+            None => self.resolve(id, None).await?,
+        };
         let adapter = self.adapter(Some(&object.provider))?;
         if adapter.capabilities().download == DownloadSupport::None {
             return Err(GatewayError::Unsupported {
