@@ -1,0 +1,60 @@
+//! The GLM adapter: Zhipu BigModel (`open.bigmodel.cn`) and Z.ai
+//! (`api.z.ai`), which serve the same OpenAI-style Files API.
+//!
+//! GLM gives content back only for `batch` and `file-extract` files, and
+//! files may be session-bound or expire, so the adapter declares derived
+//! downloads and non-persistent storage: the host keeps every original in its
+//! cache provider.
+
+mod config;
+mod core;
+mod error;
+
+use wharf_adapter_sdk::{
+    Adapter, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    UploadRequest, export_adapter,
+};
+
+struct Glm;
+
+impl Adapter for Glm {
+    fn init(config_json: String) -> Result<Capabilities, ProviderError> {
+        config::CONFIG.set(config::Config::parse(&config_json)?);
+        Ok(Capabilities {
+            download: DownloadSupport::Derived,
+            stat: true,
+            list: true,
+            delete: true,
+            presign: false,
+            resumable_upload: false,
+            persistent: false,
+            max_size: Some(core::MAX_SIZE),
+        })
+    }
+
+    fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
+        core::upload(req)
+    }
+
+    fn download(target: ObjectRef, derived: bool) -> Result<DownloadResult, ProviderError> {
+        core::download(&target, derived)
+    }
+
+    fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {
+        core::stat(&target)
+    }
+
+    fn list(cursor: Option<String>, limit: u32) -> Result<Page, ProviderError> {
+        core::list(cursor.as_deref(), limit)
+    }
+
+    fn delete(target: ObjectRef) -> Result<(), ProviderError> {
+        core::delete(&target.remote_id)
+    }
+
+    fn presign(_target: ObjectRef, _expires_in_secs: u64) -> Result<String, ProviderError> {
+        Err(ProviderError::unsupported("GLM has no shareable file URLs"))
+    }
+}
+
+export_adapter!(Glm);
