@@ -1,0 +1,569 @@
+//! The operations, as S3 requests signed with SigV4.
+//!
+//! Objects are content-addressed: the key is `prefix + sha256` of the bytes,
+//! so the same content is stored once per bucket and prefix. The original
+//! name and the digest ride along as `x-amz-meta-name` (percent-encoded: S3
+//! metadata is ASCII) and `x-amz-meta-sha256`, which `stat` reads back. The
+//! remote id is the whole key, so a later change of `prefix` does not lose
+//! recorded objects.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use wharf_adapter_sdk::http::{self, Request, RequestBody, Response};
+use wharf_adapter_sdk::{
+    Body, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest,
+    log,
+};
+
+use crate::config::{CONFIG, Config, MAX_PART};
+use crate::error::{error_in_body, from_response};
+use crate::parse::{self, Element};
+use crate::sigv4::{self, MAX_PRESIGN_SECS, Signer, UNSIGNED_PAYLOAD, canonical_query, uri_encode};
+
+/// S3 takes at most this many parts per object.
+const MAX_PARTS: u64 = 10_000;
+/// Parts signed together and handed to the host in one `send-batch` (which
+/// runs up to 8 at once). Stores refuse a request whose signed time is more
+/// than 15 minutes old, so a batch is bounded in bytes: it must go out well
+/// within that even on a slow link. Larger batches mean fewer stalls at
+/// batch ends, where the host waits for the slowest part.
+const BATCH_BYTES: u64 = 1 << 30;
+const MIN_BATCH_PARTS: u64 = 8;
+const MAX_BATCH_PARTS: u64 = 64;
+/// What is kept of a name in `x-amz-meta-name`: AWS allows 2 KB of user
+/// metadata in all, and the name is a courtesy copy of what Wharf records.
+const MAX_NAME_BYTES: usize = 1024;
+
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+type Headers = Vec<(String, String)>;
+
+impl Config {
+    /// The `Host` header, which SigV4 signs.
+    fn host(&self) -> String {
+        if self.path_style {
+            self.target.authority.clone()
+        } else {
+            format!("{}.{}", self.bucket, self.target.authority)
+        }
+    }
+
+    /// The encoded request path of an object, or of the bucket without a key;
+    /// it is both the URL's path and SigV4's canonical URI.
+    fn path(&self, key: Option<&str>) -> String {
+        let mut path = self.target.base_path.clone();
+        if self.path_style {
+            path.push('/');
+            path.push_str(&self.bucket);
+        }
+        match key {
+            Some(key) => {
+                path.push('/');
+                path.push_str(&uri_encode(key, true));
+            }
+            None if path.is_empty() => path.push('/'),
+            None => {}
+        }
+        path
+    }
+
+    /// `bucket/key`, for messages.
+    fn describe(&self, key: &str) -> String {
+        format!("{}/{key}", self.bucket)
+    }
+}
+
+/// A signed request. `query` is canonical (see `sigv4::canonical_query`).
+fn signed(
+    signer: &Signer,
+    method: &str,
+    key: Option<&str>,
+    query: &str,
+    mut headers: Headers,
+    payload_sha256: &str,
+    body: RequestBody,
+) -> Result<Request, ProviderError> {
+    let config = CONFIG.get()?;
+    let host = config.host();
+    let path = config.path(key);
+    let authorization = signer.authorize(method, &path, query, &host, &mut headers, payload_sha256);
+    headers.push(("authorization".into(), authorization));
+    let separator = if query.is_empty() { "" } else { "?" };
+    Ok(Request {
+        method: method.into(),
+        url: format!("{}://{host}{path}{separator}{query}", config.target.scheme),
+        headers,
+        body,
+    })
+}
+
+/// Sends one signed request without a body and checks its status.
+fn send(
+    what: &str,
+    method: &str,
+    key: Option<&str>,
+    query: &str,
+) -> Result<Response, ProviderError> {
+    let config = CONFIG.get()?;
+    let signer = Signer::now(&config.region)?;
+    let request = signed(
+        &signer,
+        method,
+        key,
+        query,
+        Vec::new(),
+        EMPTY_SHA256,
+        RequestBody::Empty,
+    )?;
+    let response = http::send(request).map_err(|e| context(e, what))?;
+    if !response.is_success() {
+        return Err(from_response(what, &response));
+    }
+    Ok(response)
+}
+
+/// Prefixes a failure that carries no S3 context (a transport error) with
+/// the operation it interrupted.
+fn context(mut error: ProviderError, what: &str) -> ProviderError {
+    error.message = format!("{what}: {}", error.message);
+    error
+}
+
+fn xml_body(what: &str, response: &Response) -> Result<Element, ProviderError> {
+    let text = response.text()?;
+    parse::xml(&text).map_err(|e| {
+        let start: String = text.chars().take(200).collect();
+        ProviderError::new(
+            ErrorKind::Other,
+            format!("{what}: unexpected answer: {e}; body starts: {start}"),
+        )
+        .with_status(response.status)
+    })
+}
+
+fn now() -> Option<u64> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The key a remote id names. Keys with `.` or `..` segments would be
+/// rewritten by URL normalisation on the way out, breaking the signature.
+fn key_of(remote_id: &str) -> Result<&str, ProviderError> {
+    if remote_id.is_empty() || remote_id.split('/').any(|s| s == "." || s == "..") {
+        return Err(ProviderError::invalid(format!(
+            "{remote_id:?} is not an S3 key this adapter can address"
+        )));
+    }
+    Ok(remote_id)
+}
+
+/// The name, percent-encoded and cut at a character boundary to fit S3's
+/// metadata limits.
+fn encoded_name(name: &str) -> String {
+    let mut out = String::new();
+    let mut buf = [0u8; 4];
+    for c in name.chars() {
+        let encoded = uri_encode(c.encode_utf8(&mut buf), false);
+        if out.len() + encoded.len() > MAX_NAME_BYTES {
+            break;
+        }
+        out.push_str(&encoded);
+    }
+    out
+}
+
+pub fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
+    let config = CONFIG.get()?;
+    let UploadRequest {
+        content,
+        name,
+        mime,
+        size,
+        sha256,
+        ..
+    } = req;
+    if !is_sha256(&sha256) {
+        return Err(ProviderError::invalid(format!(
+            "{sha256:?} is not a lowercase hex SHA-256"
+        )));
+    }
+    let key = format!("{}{sha256}", config.prefix);
+    let headers: Headers = vec![
+        ("content-type".into(), mime.clone()),
+        ("x-amz-meta-name".into(), encoded_name(&name)),
+        ("x-amz-meta-sha256".into(), sha256.clone()),
+    ];
+    if size < config.multipart_threshold {
+        put_object(config, &key, content, &sha256, headers)?;
+    } else {
+        multipart_upload(config, &key, &content, size, headers)?;
+    }
+    Ok(ObjectInfo {
+        remote_id: key,
+        name: Some(name),
+        size: Some(size),
+        sha256: Some(sha256),
+        mime: Some(mime),
+        purpose: None,
+        created_at: now(),
+        expires_at: None,
+    })
+}
+
+fn put_object(
+    config: &Config,
+    key: &str,
+    content: Body,
+    sha256: &str,
+    mut headers: Headers,
+) -> Result<(), ProviderError> {
+    let what = format!("PutObject {}", config.describe(key));
+    // The host computed the digest of the whole content; signing it makes the
+    // store check the bytes it receives against it.
+    let payload = if config.unsigned_payload {
+        UNSIGNED_PAYLOAD
+    } else {
+        sha256
+    };
+    if config.checksum_sha256 {
+        let digest = hex::decode(sha256).expect("checked to be hex");
+        let value = base64::engine::general_purpose::STANDARD.encode(digest);
+        headers.push(("x-amz-checksum-sha256".into(), value));
+    }
+    let signer = Signer::now(&config.region)?;
+    let request = signed(
+        &signer,
+        "PUT",
+        Some(key),
+        "",
+        headers,
+        payload,
+        RequestBody::Body(content),
+    )?;
+    let response = http::send(request).map_err(|e| context(e, &what))?;
+    if !response.is_success() {
+        return Err(from_response(&what, &response));
+    }
+    Ok(())
+}
+
+/// The part size for an object: the configured one, grown so the object
+/// fits in S3's 10,000 parts.
+fn part_size(configured: u64, size: u64) -> u64 {
+    configured.max(size.div_ceil(MAX_PARTS))
+}
+
+/// CreateMultipartUpload, the parts, CompleteMultipartUpload; on any failure,
+/// AbortMultipartUpload so that no orphaned parts keep costing storage.
+///
+/// Parts are signed with `UNSIGNED-PAYLOAD` and carry no checksum: the host
+/// hashes the whole content, not its slices, and reading them into the
+/// adapter to hash them would defeat moving bytes by handle.
+fn multipart_upload(
+    config: &Config,
+    key: &str,
+    content: &Body,
+    size: u64,
+    headers: Headers,
+) -> Result<(), ProviderError> {
+    let object = config.describe(key);
+    let what = format!("CreateMultipartUpload {object}");
+    let signer = Signer::now(&config.region)?;
+    let query = canonical_query(&[("uploads", "")]);
+    let request = signed(
+        &signer,
+        "POST",
+        Some(key),
+        &query,
+        headers,
+        EMPTY_SHA256,
+        RequestBody::Empty,
+    )?;
+    let response = http::send(request).map_err(|e| context(e, &what))?;
+    if !response.is_success() {
+        return Err(from_response(&what, &response));
+    }
+    let upload_id = xml_body(&what, &response)?
+        .text_of("UploadId")
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::Other,
+                format!("{what}: the answer has no UploadId"),
+            )
+        })?;
+    let result = upload_parts(config, key, &upload_id, content, size)
+        .and_then(|etags| complete(config, key, &upload_id, &etags));
+    if result.is_err() {
+        abort(config, key, &upload_id);
+    }
+    result
+}
+
+/// Sends the parts in signed batches; returns their ETags in part order.
+fn upload_parts(
+    config: &Config,
+    key: &str,
+    upload_id: &str,
+    content: &Body,
+    size: u64,
+) -> Result<Vec<String>, ProviderError> {
+    let part = part_size(config.part_size, size);
+    if part > MAX_PART {
+        return Err(ProviderError::new(
+            ErrorKind::TooLarge,
+            format!("{size} bytes do not fit in {MAX_PARTS} parts of at most {MAX_PART} bytes"),
+        ));
+    }
+    let parts = size.div_ceil(part);
+    let per_batch = (BATCH_BYTES / part).clamp(MIN_BATCH_PARTS, MAX_BATCH_PARTS);
+    let object = config.describe(key);
+    let mut etags = Vec::with_capacity(parts as usize);
+    let mut first = 0;
+    while first < parts {
+        let end = (first + per_batch).min(parts);
+        let signer = Signer::now(&config.region)?;
+        let mut requests = Vec::with_capacity((end - first) as usize);
+        for index in first..end {
+            let offset = index * part;
+            let slice = content.slice(offset, part.min(size - offset))?;
+            let number = (index + 1).to_string();
+            let query = canonical_query(&[("partNumber", &number), ("uploadId", upload_id)]);
+            let body = RequestBody::Body(slice);
+            requests.push(signed(
+                &signer,
+                "PUT",
+                Some(key),
+                &query,
+                Vec::new(),
+                UNSIGNED_PAYLOAD,
+                body,
+            )?);
+        }
+        for (number, result) in (first + 1..).zip(http::send_batch(requests)) {
+            let what = format!("UploadPart {number} of {parts} of {object}");
+            let response = result.map_err(|e| context(e, &what))?;
+            if !response.is_success() {
+                return Err(from_response(&what, &response));
+            }
+            let etag = response.header("etag").ok_or_else(|| {
+                ProviderError::new(ErrorKind::Other, format!("{what}: the answer has no ETag"))
+                    .with_status(response.status)
+            })?;
+            etags.push(etag.to_string());
+        }
+        first = end;
+    }
+    Ok(etags)
+}
+
+fn complete(
+    config: &Config,
+    key: &str,
+    upload_id: &str,
+    etags: &[String],
+) -> Result<(), ProviderError> {
+    let what = format!("CompleteMultipartUpload {}", config.describe(key));
+    let mut xml = String::from("<CompleteMultipartUpload>");
+    for (number, etag) in (1..).zip(etags) {
+        xml.push_str(&format!(
+            "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
+            parse::escape(etag)
+        ));
+    }
+    xml.push_str("</CompleteMultipartUpload>");
+    let payload = sigv4::sha256_hex(xml.as_bytes());
+    let headers = vec![("content-type".to_string(), "application/xml".to_string())];
+    let query = canonical_query(&[("uploadId", upload_id)]);
+    let signer = Signer::now(&config.region)?;
+    let body = RequestBody::Bytes(xml.into_bytes());
+    let request = signed(&signer, "POST", Some(key), &query, headers, &payload, body)?;
+    let response = http::send(request).map_err(|e| context(e, &what))?;
+    if !response.is_success() {
+        return Err(from_response(&what, &response));
+    }
+    // S3 answers 200 before it has assembled the object, and reports a failure
+    // to assemble it in the body.
+    match error_in_body(&what, response.status, &response.text()?) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Best effort: the upload already failed, and that failure is what the
+/// caller hears about. A failed abort is logged, since its parts stay billed.
+fn abort(config: &Config, key: &str, upload_id: &str) {
+    let query = canonical_query(&[("uploadId", upload_id)]);
+    let what = format!(
+        "AbortMultipartUpload {} (upload id {upload_id})",
+        config.describe(key)
+    );
+    if let Err(e) = send(&what, "DELETE", Some(key), &query) {
+        log::log(
+            log::Level::Warn,
+            &format!(
+                "{}; its parts stay stored until a lifecycle rule or an operator removes them",
+                e.message
+            ),
+        );
+    }
+}
+
+pub fn download(remote_id: &str, derived: bool) -> Result<DownloadResult, ProviderError> {
+    if derived {
+        return Err(ProviderError::unsupported(
+            "S3 keeps the original bytes only; it has no derived content",
+        ));
+    }
+    let key = key_of(remote_id)?;
+    let what = format!("GetObject {}", CONFIG.get()?.describe(key));
+    let response = send(&what, "GET", Some(key), "")?;
+    let mime = response.header("content-type").map(str::to_string);
+    Ok(DownloadResult {
+        content: response.body,
+        kind: ContentKind::Original,
+        mime,
+    })
+}
+
+pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {
+    let key = key_of(remote_id)?;
+    let what = format!("HeadObject {}", CONFIG.get()?.describe(key));
+    let response = send(&what, "HEAD", Some(key), "")?;
+    Ok(ObjectInfo {
+        remote_id: key.to_string(),
+        name: response
+            .header("x-amz-meta-name")
+            .map(parse::percent_decode),
+        size: response
+            .header("content-length")
+            .and_then(|v| v.parse().ok()),
+        sha256: response
+            .header("x-amz-meta-sha256")
+            .filter(|v| is_sha256(v))
+            .map(str::to_string),
+        mime: response.header("content-type").map(str::to_string),
+        purpose: None,
+        created_at: response.header("last-modified").and_then(parse::http_date),
+        expires_at: None,
+    })
+}
+
+/// One page of ListObjectsV2 under the prefix. Keys under the prefix are
+/// this adapter's content addresses, so a key ending in a SHA-256 gives it.
+pub fn list(cursor: Option<&str>, limit: u32) -> Result<Page, ProviderError> {
+    let config = CONFIG.get()?;
+    let max_keys = limit.clamp(1, 1000).to_string();
+    let mut params = vec![("list-type", "2"), ("max-keys", max_keys.as_str())];
+    if !config.prefix.is_empty() {
+        params.push(("prefix", &config.prefix));
+    }
+    if let Some(cursor) = cursor {
+        params.push(("continuation-token", cursor));
+    }
+    let what = format!("ListObjectsV2 {}/{}", config.bucket, config.prefix);
+    let response = send(&what, "GET", None, &canonical_query(&params))?;
+    let document = xml_body(&what, &response)?;
+    let items = document
+        .children("Contents")
+        .filter_map(|entry| {
+            let key = entry.text_of("Key")?;
+            let digest = key
+                .strip_prefix(config.prefix.as_str())
+                .filter(|d| is_sha256(d));
+            Some(ObjectInfo {
+                remote_id: key.to_string(),
+                name: None,
+                size: entry.text_of("Size").and_then(|s| s.parse().ok()),
+                sha256: digest.map(str::to_string),
+                mime: None,
+                purpose: None,
+                created_at: entry.text_of("LastModified").and_then(parse::iso8601),
+                expires_at: None,
+            })
+        })
+        .collect();
+    let next_cursor = match document.text_of("IsTruncated") {
+        Some("true") => Some(
+            document
+                .text_of("NextContinuationToken")
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    ProviderError::new(
+                        ErrorKind::Other,
+                        format!(
+                            "{what}: the listing is truncated but has no NextContinuationToken"
+                        ),
+                    )
+                })?,
+        ),
+        _ => None,
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// DeleteObject answers 204 whether or not the key existed: S3 cannot tell a
+/// missing object here, and deleting one is not an error.
+pub fn delete(remote_id: &str) -> Result<(), ProviderError> {
+    let key = key_of(remote_id)?;
+    let what = format!("DeleteObject {}", CONFIG.get()?.describe(key));
+    send(&what, "DELETE", Some(key), "").map(drop)
+}
+
+/// A presigned GET. Signed locally: no request is sent, so it does not check
+/// that the object exists.
+pub fn presign(remote_id: &str, expires_in_secs: u64) -> Result<String, ProviderError> {
+    let config = CONFIG.get()?;
+    let access_key_id = config.access_key_id_for_presign.as_deref().ok_or_else(|| {
+        ProviderError::unsupported(
+            "presigned URLs need access_key_id_for_presign in the provider's config",
+        )
+    })?;
+    if !(1..=MAX_PRESIGN_SECS).contains(&expires_in_secs) {
+        return Err(ProviderError::invalid(format!(
+            "a presigned S3 URL lives 1 to {MAX_PRESIGN_SECS} seconds (7 days); {expires_in_secs} was asked"
+        )));
+    }
+    let key = key_of(remote_id)?;
+    let (host, path) = (config.host(), config.path(Some(key)));
+    let query =
+        Signer::now(&config.region)?.presign_query(access_key_id, &path, &host, expires_in_secs);
+    Ok(format!("{}://{host}{path}?{query}", config.target.scheme))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_grow_to_fit_ten_thousand() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(part_size(16 * MIB, 64 * MIB), 16 * MIB);
+        let five_tib = 5u64 << 40;
+        let grown = part_size(16 * MIB, five_tib);
+        assert!(five_tib.div_ceil(grown) <= MAX_PARTS && grown <= MAX_PART);
+    }
+
+    #[test]
+    fn names_are_encoded_and_bounded() {
+        assert_eq!(encoded_name("März 1.pdf"), "M%C3%A4rz%201.pdf");
+        let long = "ü".repeat(1000);
+        let encoded = encoded_name(&long);
+        assert!(
+            encoded.len() <= MAX_NAME_BYTES && encoded.ends_with("%BC"),
+            "{encoded}"
+        );
+    }
+}
