@@ -60,10 +60,7 @@ config = {{ endpoint = "{endpoint}", region = "us-east-1", bucket = "{BUCKET}", 
 }
 
 fn to(provider: &str) -> UploadOptions {
-    UploadOptions {
-        provider: Some(provider.into()),
-        ..UploadOptions::default()
-    }
+    UploadOptions { provider: Some(provider.into()), ..UploadOptions::default() }
 }
 
 /// The adapter loaded on its own, for the calls the gateway does not make
@@ -78,17 +75,11 @@ async fn direct(scratch: &Scratch, name: &str) -> Direct {
     let config = Config::load(&scratch.config_path()).expect("test config is valid");
     let runtime = Runtime::new(&scratch.data().join("components"), 64 << 20).unwrap();
     let adapter = runtime.load(&config.providers[name]).await.unwrap();
-    Direct {
-        adapter,
-        _runtime: runtime,
-    }
+    Direct { adapter, _runtime: runtime }
 }
 
 fn object(remote_id: &str) -> ObjectRef {
-    ObjectRef {
-        remote_id: remote_id.into(),
-        purpose: None,
-    }
+    ObjectRef { remote_id: remote_id.into(), purpose: None }
 }
 
 fn provider_error(err: &CallError) -> &wharf::runtime::ProviderError {
@@ -102,23 +93,14 @@ fn provider_error(err: &CallError) -> &wharf::runtime::ProviderError {
 async fn round_trip_keeps_bytes_name_and_digest() {
     let server = server().await;
     let scratch = Scratch::new();
-    let gateway = scratch
-        .gateway(&provider("s3", server, "round-trip/", SECRET_ENV, ""))
-        .await;
+    let gateway = scratch.gateway(&provider("s3", server, "round-trip/", SECRET_ENV, "")).await;
     // Several host chunks and an odd tail; a name that needs encoding.
     let content = pattern(3 * 256 * 1024 + 12_345);
     let name = "Bericht März 2024 (final).bin";
-    let up = gateway
-        .upload(Source::Path(scratch.write(name, &content)), &to("s3"))
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(scratch.write(name, &content)), &to("s3")).await.unwrap();
     let sha = sha256_hex(&content);
     assert_eq!(up.sha256, sha);
-    assert_eq!(
-        up.remote_id,
-        format!("round-trip/{sha}"),
-        "content-addressed key"
-    );
+    assert_eq!(up.remote_id, format!("round-trip/{sha}"), "content-addressed key");
 
     let dest = scratch.work().join("back.bin");
     let down = gateway.download(&up.id, Some(&dest), None).await.unwrap();
@@ -126,12 +108,7 @@ async fn round_trip_keeps_bytes_name_and_digest() {
     assert_eq!(down.sha256, sha);
     assert_eq!(std::fs::read(&dest).unwrap(), content);
 
-    let remote = gateway
-        .info(&up.id)
-        .await
-        .unwrap()
-        .remote
-        .expect("stat answered");
+    let remote = gateway.info(&up.id).await.unwrap().remote.expect("stat answered");
     assert_eq!(remote.name.as_deref(), Some(name));
     assert_eq!(remote.sha256.as_deref(), Some(sha.as_str()));
     assert_eq!(remote.size, Some(content.len() as u64));
@@ -139,12 +116,7 @@ async fn round_trip_keeps_bytes_name_and_digest() {
     assert!(remote.created_at.is_some());
 
     gateway.remove(&up.id).await.unwrap();
-    let err = direct(&scratch, "s3")
-        .await
-        .adapter
-        .stat(&object(&up.remote_id))
-        .await
-        .unwrap_err();
+    let err = direct(&scratch, "s3").await.adapter.stat(&object(&up.remote_id)).await.unwrap_err();
     assert!(matches!(err.kind(), Some(ErrorKind::NotFound)), "{err}");
 }
 
@@ -153,14 +125,9 @@ async fn checksums_and_unsigned_payloads_are_accepted() {
     let server = server().await;
     let scratch = Scratch::new();
     let extra = ", checksum_sha256 = true, unsigned_payload = true";
-    let gateway = scratch
-        .gateway(&provider("s3", server, "checksum/", SECRET_ENV, extra))
-        .await;
+    let gateway = scratch.gateway(&provider("s3", server, "checksum/", SECRET_ENV, extra)).await;
     let content = pattern(100_000);
-    let up = gateway
-        .upload(Source::Path(scratch.write("c.bin", &content)), &to("s3"))
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(scratch.write("c.bin", &content)), &to("s3")).await.unwrap();
     let dest = scratch.work().join("c-back.bin");
     gateway.download(&up.id, Some(&dest), None).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), content);
@@ -179,22 +146,12 @@ async fn bytes_that_differ_from_their_checksum_are_refused() {
     let claimed = sha256_hex(b"other bytes");
     let err = direct
         .adapter
-        .upload(
-            Body::Bytes(b"these bytes".to_vec().into()),
-            "x.txt",
-            "text/plain",
-            &claimed,
-            None,
-        )
+        .upload(Body::Bytes(b"these bytes".to_vec().into()), "x.txt", "text/plain", &claimed, None)
         .await
         .unwrap_err();
     let error = provider_error(&err);
     assert!(matches!(error.kind, ErrorKind::InvalidRequest), "{err}");
-    assert_eq!(
-        (error.status, error.code.as_deref()),
-        (Some(400), Some("BadDigest")),
-        "{err}"
-    );
+    assert_eq!((error.status, error.code.as_deref()), (Some(400), Some("BadDigest")), "{err}");
     let what = format!("PutObject {BUCKET}/digest/{claimed}");
     assert!(err.to_string().contains(&what), "{err}");
 }
@@ -205,40 +162,21 @@ async fn multipart_upload_of_64_mib_round_trips() {
     let scratch = Scratch::new();
     // 5 MiB parts from 5 MiB up: 13 full parts and a short last one.
     let extra = ", multipart_threshold = 5242880, part_size = 5242880";
-    let gateway = scratch
-        .gateway(&provider("s3", server, "multipart/", SECRET_ENV, extra))
-        .await;
+    let gateway = scratch.gateway(&provider("s3", server, "multipart/", SECRET_ENV, extra)).await;
     let content = pattern(64 * MIB + 123_457);
-    let up = gateway
-        .upload(Source::Path(scratch.write("big.bin", &content)), &to("s3"))
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(scratch.write("big.bin", &content)), &to("s3")).await.unwrap();
     let dest = scratch.work().join("big-back.bin");
     let down = gateway.download(&up.id, Some(&dest), None).await.unwrap();
     assert!(down.verified);
     assert_eq!(down.size, content.len() as u64);
-    assert!(
-        std::fs::read(&dest).unwrap() == content,
-        "downloaded bytes differ"
-    );
+    assert!(std::fs::read(&dest).unwrap() == content, "downloaded bytes differ");
     let remote = gateway.info(&up.id).await.unwrap().remote.unwrap();
     assert_eq!(remote.size, Some(content.len() as u64));
     assert_eq!(remote.sha256, Some(up.sha256.clone()));
     // 13 parts: S3 marks a multipart object's ETag with its part count.
-    let head = server
-        .request(
-            "HEAD",
-            &format!("/{BUCKET}/{}", up.remote_id),
-            "",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
+    let head = server.request("HEAD", &format!("/{BUCKET}/{}", up.remote_id), "", Vec::new()).await.unwrap();
     let etag = head.headers()["etag"].to_str().unwrap();
-    assert!(
-        etag.ends_with("-13\""),
-        "ETag {etag} is not that of 13 parts"
-    );
+    assert!(etag.ends_with("-13\""), "ETag {etag} is not that of 13 parts");
     assert!(
         !server.pending_uploads(BUCKET).await.contains(&up.remote_id),
         "the multipart upload was completed, not left pending"
@@ -258,21 +196,10 @@ async fn a_failed_multipart_upload_is_aborted() {
     // The body promises 12 MiB; the file shrinks to 11 MiB before it is sent,
     // so the third part cannot be read whole and its request fails.
     let range = FileRange::whole(std::fs::File::open(&path).unwrap(), "shrinking.bin").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(11 * MIB as u64)
-        .unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_len(11 * MIB as u64).unwrap();
     let err = direct
         .adapter
-        .upload(
-            Body::File(range),
-            "shrinking.bin",
-            "application/octet-stream",
-            &sha,
-            None,
-        )
+        .upload(Body::File(range), "shrinking.bin", "application/octet-stream", &sha, None)
         .await
         .unwrap_err();
     let message = err.to_string();
@@ -283,32 +210,20 @@ async fn a_failed_multipart_upload_is_aborted() {
         !pending.contains(&format!("aborted/{sha}")),
         "the failed upload was aborted, yet it is still pending: {pending}"
     );
-    let err = direct
-        .adapter
-        .stat(&object(&format!("aborted/{sha}")))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err.kind(), Some(ErrorKind::NotFound)),
-        "nothing was stored: {err}"
-    );
+    let err = direct.adapter.stat(&object(&format!("aborted/{sha}"))).await.unwrap_err();
+    assert!(matches!(err.kind(), Some(ErrorKind::NotFound)), "nothing was stored: {err}");
 }
 
 #[tokio::test]
 async fn listing_pages_with_continuation_tokens() {
     let server = server().await;
     let scratch = Scratch::new();
-    let gateway = scratch
-        .gateway(&provider("s3", server, "listing/", SECRET_ENV, ""))
-        .await;
+    let gateway = scratch.gateway(&provider("s3", server, "listing/", SECRET_ENV, "")).await;
     let mut expected = Vec::new();
     for i in 0..7 {
         let content = format!("object number {i}");
         let up = gateway
-            .upload(
-                Source::Path(scratch.write(&format!("{i}.txt"), content.as_bytes())),
-                &to("s3"),
-            )
+            .upload(Source::Path(scratch.write(&format!("{i}.txt"), content.as_bytes())), &to("s3"))
             .await
             .unwrap();
         expected.push((up.remote_id, up.sha256, content.len() as u64));
@@ -323,11 +238,7 @@ async fn listing_pages_with_continuation_tokens() {
     loop {
         let page = direct.adapter.list(cursor.as_deref(), 3).await.unwrap();
         pages.push(page.items.len());
-        seen.extend(
-            page.items
-                .into_iter()
-                .map(|i| (i.remote_id, i.sha256.unwrap(), i.size.unwrap())),
-        );
+        seen.extend(page.items.into_iter().map(|i| (i.remote_id, i.sha256.unwrap(), i.size.unwrap())));
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
@@ -337,55 +248,29 @@ async fn listing_pages_with_continuation_tokens() {
     assert_eq!(seen, expected);
 
     // The whole listing through the gateway (`wharf ls --remote`).
-    let mut all: Vec<String> = gateway
-        .list_remote(Some("s3"))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.remote_id)
-        .collect();
+    let mut all: Vec<String> =
+        gateway.list_remote(Some("s3")).await.unwrap().into_iter().map(|i| i.remote_id).collect();
     all.sort();
-    assert_eq!(
-        all,
-        expected.iter().map(|e| e.0.clone()).collect::<Vec<_>>()
-    );
+    assert_eq!(all, expected.iter().map(|e| e.0.clone()).collect::<Vec<_>>());
 }
 
 #[tokio::test]
 async fn presigned_url_serves_the_bytes_without_credentials() {
     let server = server().await;
     let scratch = Scratch::new();
-    let gateway = scratch
-        .gateway(&provider("s3", server, "presign/", SECRET_ENV, ""))
-        .await;
+    let gateway = scratch.gateway(&provider("s3", server, "presign/", SECRET_ENV, "")).await;
     let content = pattern(200_000);
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("shared.bin", &content)),
-            &to("s3"),
-        )
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(scratch.write("shared.bin", &content)), &to("s3")).await.unwrap();
     let direct = direct(&scratch, "s3").await;
     assert!(direct.adapter.capabilities().presign);
-    let url = direct
-        .adapter
-        .presign(&object(&up.remote_id), std::time::Duration::from_secs(300))
-        .await
-        .unwrap();
-    assert!(
-        url.starts_with(&format!("{}/{BUCKET}/presign/", server.endpoint)),
-        "{url}"
-    );
+    let url = direct.adapter.presign(&object(&up.remote_id), std::time::Duration::from_secs(300)).await.unwrap();
+    assert!(url.starts_with(&format!("{}/{BUCKET}/presign/", server.endpoint)), "{url}");
     assert!(!url.contains(SECRET_ACCESS_KEY));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let response = client.get(&url).send().await.unwrap();
     assert_eq!(response.status(), 200, "{url}");
-    assert!(
-        response.bytes().await.unwrap() == content,
-        "presigned GET returned other bytes"
-    );
+    assert!(response.bytes().await.unwrap() == content, "presigned GET returned other bytes");
 
     // The signature is what grants access: without it, or altered, no bytes.
     let bare = url.split('?').next().unwrap();
@@ -393,18 +278,9 @@ async fn presigned_url_serves_the_bytes_without_credentials() {
     let tampered = url.replace("X-Amz-Expires=300", "X-Amz-Expires=301");
     assert_eq!(client.get(&tampered).send().await.unwrap().status(), 403);
 
-    let err = direct
-        .adapter
-        .presign(
-            &object(&up.remote_id),
-            std::time::Duration::from_secs(604_801),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err.kind(), Some(ErrorKind::InvalidRequest)),
-        "{err}"
-    );
+    let err =
+        direct.adapter.presign(&object(&up.remote_id), std::time::Duration::from_secs(604_801)).await.unwrap_err();
+    assert!(matches!(err.kind(), Some(ErrorKind::InvalidRequest)), "{err}");
     assert!(err.to_string().contains("604800"), "{err}");
 }
 
@@ -412,22 +288,8 @@ async fn presigned_url_serves_the_bytes_without_credentials() {
 async fn a_wrong_secret_is_unauthorized_and_named() {
     let server = server().await;
     let scratch = Scratch::new();
-    let gateway = scratch
-        .gateway(&provider(
-            "s3-wrong",
-            server,
-            "wrong/",
-            WRONG_SECRET_ENV,
-            "",
-        ))
-        .await;
-    let err = gateway
-        .upload(
-            Source::Path(scratch.write("w.txt", b"refused")),
-            &to("s3-wrong"),
-        )
-        .await
-        .unwrap_err();
+    let gateway = scratch.gateway(&provider("s3-wrong", server, "wrong/", WRONG_SECRET_ENV, "")).await;
+    let err = gateway.upload(Source::Path(scratch.write("w.txt", b"refused")), &to("s3-wrong")).await.unwrap_err();
     let GatewayError::Call(call) = &err else {
         panic!("expected a provider failure, got: {err}");
     };
@@ -437,31 +299,19 @@ async fn a_wrong_secret_is_unauthorized_and_named() {
     assert_eq!(error.code.as_deref(), Some("SignatureDoesNotMatch"));
     let message = err.to_string();
     assert!(
-        message
-            .starts_with("s3-wrong: upload failed: unauthorized (HTTP 403, SignatureDoesNotMatch)"),
+        message.starts_with("s3-wrong: upload failed: unauthorized (HTTP 403, SignatureDoesNotMatch)"),
         "{message}"
     );
-    assert!(
-        message.contains("secret_access_key"),
-        "says what to check: {message}"
-    );
-    assert!(
-        !message.contains(WRONG_SECRET) && !message.contains(ACCESS_KEY_ID),
-        "{message}"
-    );
-    assert!(
-        gateway.list(None).await.unwrap().is_empty(),
-        "nothing recorded"
-    );
+    assert!(message.contains("secret_access_key"), "says what to check: {message}");
+    assert!(!message.contains(WRONG_SECRET) && !message.contains(ACCESS_KEY_ID), "{message}");
+    assert!(gateway.list(None).await.unwrap().is_empty(), "nothing recorded");
 }
 
 #[tokio::test]
 async fn a_missing_key_is_not_found() {
     let server = server().await;
     let scratch = Scratch::new();
-    let gateway = scratch
-        .gateway(&provider("s3", server, "missing/", SECRET_ENV, ""))
-        .await;
+    let gateway = scratch.gateway(&provider("s3", server, "missing/", SECRET_ENV, "")).await;
     let direct = direct(&scratch, "s3").await;
     let absent = object(&format!("missing/{}", "0".repeat(64)));
     let Err(err) = direct.adapter.download(&absent, false).await else {
@@ -469,36 +319,17 @@ async fn a_missing_key_is_not_found() {
     };
     assert!(matches!(err.kind(), Some(ErrorKind::NotFound)), "{err}");
     assert_eq!(provider_error(&err).code.as_deref(), Some("NoSuchKey"));
-    assert!(
-        err.to_string()
-            .contains(&format!("GetObject {BUCKET}/missing/000")),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&format!("GetObject {BUCKET}/missing/000")), "{err}");
     let err = direct.adapter.stat(&absent).await.unwrap_err();
     assert!(matches!(err.kind(), Some(ErrorKind::NotFound)), "{err}");
     assert_eq!(provider_error(&err).status, Some(404));
 
     // Deleted behind Wharf's back: the download says so and the copy is marked gone.
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("m.txt", b"soon missing")),
-            &to("s3"),
-        )
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(scratch.write("m.txt", b"soon missing")), &to("s3")).await.unwrap();
     direct.adapter.delete(&object(&up.remote_id)).await.unwrap();
-    let err = gateway
-        .download(&up.id, Some(&scratch.work().join("m2.txt")), None)
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("not found (HTTP 404, NoSuchKey)"),
-        "{err}"
-    );
-    assert_eq!(
-        gateway.list(Some("s3")).await.unwrap()[0].state,
-        CopyState::Gone
-    );
+    let err = gateway.download(&up.id, Some(&scratch.work().join("m2.txt")), None).await.unwrap_err();
+    assert!(err.to_string().contains("not found (HTTP 404, NoSuchKey)"), "{err}");
+    assert_eq!(gateway.list(Some("s3")).await.unwrap()[0].state, CopyState::Gone);
 }
 
 #[tokio::test]
@@ -528,28 +359,15 @@ storage_dir = "{data}/local"
 
     let content = pattern(50_000);
     let path = scratch.write("kept.bin", &content);
-    let local = gateway
-        .upload(Source::Path(path.clone()), &UploadOptions::default())
-        .await
-        .unwrap();
+    let local = gateway.upload(Source::Path(path.clone()), &UploadOptions::default()).await.unwrap();
     assert_eq!(local.provider, "local");
     let cached = gateway.upload(Source::Path(path), &to("s3")).await.unwrap();
     assert_eq!(cached.sha256, local.sha256);
 
     // With the local bytes gone, the content still comes back, from the cache.
-    std::fs::remove_file(
-        scratch
-            .data()
-            .join("local/objects")
-            .join(&local.sha256[..2])
-            .join(&local.sha256),
-    )
-    .unwrap();
+    std::fs::remove_file(scratch.data().join("local/objects").join(&local.sha256[..2]).join(&local.sha256)).unwrap();
     let dest = scratch.work().join("from-cache.bin");
-    let down = gateway
-        .download(&format!("sha256:{}", local.sha256), Some(&dest), None)
-        .await
-        .unwrap();
+    let down = gateway.download(&format!("sha256:{}", local.sha256), Some(&dest), None).await.unwrap();
     assert!(down.verified);
     assert_eq!(down.id, cached.id, "the cache provider's copy was read");
     assert_eq!(std::fs::read(&dest).unwrap(), content);

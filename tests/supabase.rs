@@ -42,11 +42,7 @@ fn set_keys() {
 /// adapter's config table (`, upsert = true`). The prefix is `wharf/`
 /// unless `config` sets one.
 fn entry(fake: &FakeSupabase, name: &str, key_var: &str, bucket: &str, config: &str) -> String {
-    let prefix = if config.contains("prefix =") {
-        String::new()
-    } else {
-        format!(", prefix = \"{PREFIX}\"")
-    };
+    let prefix = if config.contains("prefix =") { String::new() } else { format!(", prefix = \"{PREFIX}\"") };
     format!(
         r#"
 [providers.{name}]
@@ -66,10 +62,7 @@ async fn start_fake() -> FakeSupabase {
 }
 
 fn to(provider: &str) -> UploadOptions {
-    UploadOptions {
-        provider: Some(provider.into()),
-        ..UploadOptions::default()
-    }
+    UploadOptions { provider: Some(provider.into()), ..UploadOptions::default() }
 }
 
 /// The classified provider error inside a gateway error.
@@ -102,21 +95,12 @@ struct Direct {
 async fn direct(scratch: &Scratch, extra: &str, provider: &str) -> Direct {
     let config = Config::load(&scratch.write_config(extra)).expect("test config is valid");
     let runtime = Runtime::new(&scratch.data().join("components"), 64 << 20).unwrap();
-    let adapter = runtime
-        .load(&config.providers[provider])
-        .await
-        .expect("adapter loads");
-    Direct {
-        adapter,
-        _runtime: runtime,
-    }
+    let adapter = runtime.load(&config.providers[provider]).await.expect("adapter loads");
+    Direct { adapter, _runtime: runtime }
 }
 
 fn target(remote_id: &str) -> ObjectRef {
-    ObjectRef {
-        remote_id: remote_id.into(),
-        purpose: None,
-    }
+    ObjectRef { remote_id: remote_id.into(), purpose: None }
 }
 
 /// Every page, following cursors; returns the keys and the cursors seen.
@@ -126,10 +110,7 @@ async fn all_pages(adapter: &Adapter, limit: u32) -> (Vec<String>, Vec<String>) 
     let mut cursor: Option<String> = None;
     loop {
         let page = adapter.list(cursor.as_deref(), limit).await.unwrap();
-        assert!(
-            page.items.len() <= limit as usize,
-            "a page holds at most limit items"
-        );
+        assert!(page.items.len() <= limit as usize, "a page holds at most limit items");
         for item in &page.items {
             let expected = item.remote_id.strip_prefix(PREFIX).map(str::to_string);
             assert_eq!(item.sha256, expected, "the digest comes from the key");
@@ -150,65 +131,39 @@ async fn upload_distinct(gateway: &Gateway, scratch: &Scratch, count: usize) -> 
     let mut keys = BTreeSet::new();
     for i in 0..count {
         let content = format!("object number {i}").into_bytes();
-        let up = gateway
-            .upload(
-                Source::Path(scratch.write(&format!("f{i}.txt"), &content)),
-                &to("supabase"),
-            )
-            .await
-            .unwrap();
+        let up =
+            gateway.upload(Source::Path(scratch.write(&format!("f{i}.txt"), &content)), &to("supabase")).await.unwrap();
         keys.insert(up.remote_id);
     }
     keys
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_stat_and_remove() {
     let fake = start_fake().await;
     let scratch = Scratch::new();
-    let gateway = scratch
-        .gateway(&entry(&fake, "supabase", KEY_VAR, BUCKET, ""))
-        .await;
+    let gateway = scratch.gateway(&entry(&fake, "supabase", KEY_VAR, BUCKET, "")).await;
     let content = pattern(300_000);
     let name = "Quarterly report (final) – été.pdf";
-    let up = gateway
-        .upload(Source::Path(scratch.write(name, &content)), &to("supabase"))
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(scratch.write(name, &content)), &to("supabase")).await.unwrap();
     let key = format!("{PREFIX}{}", sha256_hex(&content));
     assert_eq!(up.remote_id, key, "content addressed: prefix + sha256");
 
     let requests = fake.requests();
-    assert_eq!(
-        requests.len(),
-        1,
-        "one request for a small upload: {requests:?}"
-    );
+    assert_eq!(requests.len(), 1, "one request for a small upload: {requests:?}");
     let post = &requests[0];
     assert_eq!(post.method, "POST");
     assert_eq!(post.uri, format!("/storage/v1/object/{BUCKET}/{key}"));
     assert_eq!(post.header("apikey"), Some(KEY));
-    assert_eq!(
-        post.header("authorization"),
-        Some(format!("Bearer {KEY}").as_str())
-    );
+    assert_eq!(post.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
     assert_eq!(post.header("content-type"), Some("application/pdf"));
-    assert_eq!(
-        post.header("x-upsert"),
-        None,
-        "no overwrite unless configured"
-    );
+    assert_eq!(post.header("x-upsert"), None, "no overwrite unless configured");
     assert_eq!(post.body_bytes, content.len() as u64);
-    let metadata: Value =
-        serde_json::from_slice(&BASE64.decode(post.header("x-metadata").unwrap()).unwrap())
-            .unwrap();
+    let metadata: Value = serde_json::from_slice(&BASE64.decode(post.header("x-metadata").unwrap()).unwrap()).unwrap();
     assert_eq!(metadata["name"], name);
     assert_eq!(metadata["sha256"], sha256_hex(&content));
     assert_eq!(fake.get(BUCKET, &key).unwrap(), content);
@@ -221,37 +176,21 @@ async fn round_trip_stat_and_remove() {
 
     let remote = gateway.info(&up.id).await.unwrap().remote.unwrap();
     assert_eq!(remote.remote_id, key);
-    assert_eq!(
-        remote.name.as_deref(),
-        Some(name),
-        "the name comes back from user metadata"
-    );
+    assert_eq!(remote.name.as_deref(), Some(name), "the name comes back from user metadata");
     assert_eq!(remote.size, Some(content.len() as u64));
     assert_eq!(remote.sha256.as_deref(), Some(up.sha256.as_str()));
     assert_eq!(remote.mime.as_deref(), Some("application/pdf"));
     let created = remote.created_at.expect("created_at is parsed");
-    assert!(
-        created.abs_diff(now()) < 120,
-        "created_at {created} is about now"
-    );
+    assert!(created.abs_diff(now()) < 120, "created_at {created} is about now");
 
     fake.clear_requests();
     gateway.remove(&up.id).await.unwrap();
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].method, "DELETE");
-    assert_eq!(
-        requests[0].uri,
-        format!("/storage/v1/object/{BUCKET}/{key}")
-    );
+    assert_eq!(requests[0].uri, format!("/storage/v1/object/{BUCKET}/{key}"));
     assert!(fake.keys(BUCKET).is_empty());
-    assert!(
-        gateway
-            .list_remote(Some("supabase"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(gateway.list_remote(Some("supabase")).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,13 +201,7 @@ async fn duplicate_is_refused_without_upsert_and_overwritten_with_it() {
     let providers = entry(&fake, "supabase", KEY_VAR, BUCKET, "")
         + &entry(&fake, "supabase_upsert", KEY_VAR, BUCKET, ", upsert = true")
         + &entry(&fake, "supabase_tus", KEY_VAR, BUCKET, tus)
-        + &entry(
-            &fake,
-            "tus_upsert",
-            KEY_VAR,
-            BUCKET,
-            &format!("{tus}, upsert = true"),
-        );
+        + &entry(&fake, "tus_upsert", KEY_VAR, BUCKET, &format!("{tus}, upsert = true"));
     let gateway = scratch.gateway(&providers).await;
     let stale = b"stale bytes put there by someone else";
     let content = pattern(10_000);
@@ -276,22 +209,12 @@ async fn duplicate_is_refused_without_upsert_and_overwritten_with_it() {
     let source = scratch.write("data.bin", &content);
 
     // Standard upload: HTTP 400 carrying 409; TUS: a real 409 in plain text.
-    for (provider, http_note) in [
-        ("supabase", Some("HTTP 400 carrying status 409")),
-        ("supabase_tus", None),
-    ] {
+    for (provider, http_note) in [("supabase", Some("HTTP 400 carrying status 409")), ("supabase_tus", None)] {
         fake.put(BUCKET, &key, "application/octet-stream", stale);
         fake.clear_requests();
-        let err = gateway
-            .upload(Source::Path(source.clone()), &to(provider))
-            .await
-            .unwrap_err();
+        let err = gateway.upload(Source::Path(source.clone()), &to(provider)).await.unwrap_err();
         let error = provider_error(&err);
-        assert_eq!(
-            kind_of(&error.kind),
-            kind_of(&ErrorKind::InvalidRequest),
-            "{err}"
-        );
+        assert_eq!(kind_of(&error.kind), kind_of(&ErrorKind::InvalidRequest), "{err}");
         assert_eq!(error.status, Some(409), "the real status: {err}");
         let text = err.to_string();
         assert!(text.contains("already exists"), "{text}");
@@ -300,30 +223,18 @@ async fn duplicate_is_refused_without_upsert_and_overwritten_with_it() {
             assert_eq!(error.code.as_deref(), Some("KeyAlreadyExists"));
             assert!(text.contains(note), "{text}");
         }
-        assert_eq!(
-            fake.requests().len(),
-            1,
-            "{provider}: nothing after the refusal"
-        );
+        assert_eq!(fake.requests().len(), 1, "{provider}: nothing after the refusal");
         assert_eq!(fake.get(BUCKET, &key).unwrap(), stale);
-        assert!(
-            gateway.list(None).await.unwrap().is_empty(),
-            "nothing recorded"
-        );
+        assert!(gateway.list(None).await.unwrap().is_empty(), "nothing recorded");
     }
 
     for provider in ["supabase_upsert", "tus_upsert"] {
         fake.put(BUCKET, &key, "application/octet-stream", stale);
         fake.clear_requests();
-        let up = gateway
-            .upload(Source::Path(source.clone()), &to(provider))
-            .await
-            .unwrap();
+        let up = gateway.upload(Source::Path(source.clone()), &to(provider)).await.unwrap();
         let requests = fake.requests();
         assert!(
-            requests
-                .iter()
-                .all(|r| r.header("x-upsert") == Some("true")),
+            requests.iter().all(|r| r.header("x-upsert") == Some("true")),
             "{provider}: x-upsert on every request: {requests:?}"
         );
         assert_eq!(fake.get(BUCKET, &key).unwrap(), content, "{provider}");
@@ -337,22 +248,11 @@ async fn duplicate_is_refused_without_upsert_and_overwritten_with_it() {
 async fn a_missing_object_is_not_found_and_marked_gone() {
     let fake = start_fake().await;
     let scratch = Scratch::new();
-    let gateway = scratch
-        .gateway(&entry(&fake, "supabase", KEY_VAR, BUCKET, ""))
-        .await;
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("x.txt", b"here today")),
-            &to("supabase"),
-        )
-        .await
-        .unwrap();
+    let gateway = scratch.gateway(&entry(&fake, "supabase", KEY_VAR, BUCKET, "")).await;
+    let up = gateway.upload(Source::Path(scratch.write("x.txt", b"here today")), &to("supabase")).await.unwrap();
     assert!(fake.remove(BUCKET, &up.remote_id));
 
-    let err = gateway
-        .download(&up.id, Some(&scratch.work().join("x2.txt")), None)
-        .await
-        .unwrap_err();
+    let err = gateway.download(&up.id, Some(&scratch.work().join("x2.txt")), None).await.unwrap_err();
     let error = provider_error(&err);
     assert_eq!(kind_of(&error.kind), kind_of(&ErrorKind::NotFound));
     assert_eq!(error.status, Some(404));
@@ -362,57 +262,31 @@ async fn a_missing_object_is_not_found_and_marked_gone() {
 
     let info = gateway.info(&up.id).await.unwrap();
     let remote_error = info.remote_error.expect("stat fails");
-    assert!(
-        remote_error.contains("not found (HTTP 404, NoSuchKey)"),
-        "{remote_error}"
-    );
+    assert!(remote_error.contains("not found (HTTP 404, NoSuchKey)"), "{remote_error}");
     assert_eq!(gateway.list(None).await.unwrap()[0].state, CopyState::Gone);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucket_limits_refuse_size_and_type_in_both_upload_paths() {
     set_keys();
-    let limits = BucketLimits {
-        file_size_limit: Some(4096),
-        allowed_mime_types: Some(vec!["image/*".into()]),
-    };
+    let limits = BucketLimits { file_size_limit: Some(4096), allowed_mime_types: Some(vec!["image/*".into()]) };
     let fake = FakeSupabase::start(KEY, &[("images", limits)]).await;
     let scratch = Scratch::new();
     let providers = entry(&fake, "supabase", KEY_VAR, "images", "")
-        + &entry(
-            &fake,
-            "supabase_tus",
-            KEY_VAR,
-            "images",
-            ", tus_threshold = 1024",
-        );
+        + &entry(&fake, "supabase_tus", KEY_VAR, "images", ", tus_threshold = 1024");
     let gateway = scratch.gateway(&providers).await;
     let big_png = scratch.write("big.png", &pattern(10_000));
     let text = scratch.write("notes.txt", &pattern(2_000));
 
     for provider in ["supabase", "supabase_tus"] {
-        let err = gateway
-            .upload(Source::Path(big_png.clone()), &to(provider))
-            .await
-            .unwrap_err();
+        let err = gateway.upload(Source::Path(big_png.clone()), &to(provider)).await.unwrap_err();
         let error = provider_error(&err);
-        assert_eq!(
-            kind_of(&error.kind),
-            kind_of(&ErrorKind::TooLarge),
-            "{provider}: {err}"
-        );
+        assert_eq!(kind_of(&error.kind), kind_of(&ErrorKind::TooLarge), "{provider}: {err}");
         assert_eq!(error.status, Some(413), "{provider}: {err}");
 
-        let err = gateway
-            .upload(Source::Path(text.clone()), &to(provider))
-            .await
-            .unwrap_err();
+        let err = gateway.upload(Source::Path(text.clone()), &to(provider)).await.unwrap_err();
         let error = provider_error(&err);
-        assert_eq!(
-            kind_of(&error.kind),
-            kind_of(&ErrorKind::InvalidRequest),
-            "{provider}: {err}"
-        );
+        assert_eq!(kind_of(&error.kind), kind_of(&ErrorKind::InvalidRequest), "{provider}: {err}");
         assert_eq!(error.status, Some(415), "{provider}: {err}");
         assert!(err.to_string().contains("text/plain"), "{err}");
     }
@@ -422,10 +296,7 @@ async fn bucket_limits_refuse_size_and_type_in_both_upload_paths() {
     assert!(requests.iter().all(|r| r.method != "PATCH"), "{requests:?}");
 
     let small_png = scratch.write("small.png", &pattern(1_000));
-    gateway
-        .upload(Source::Path(small_png), &to("supabase"))
-        .await
-        .unwrap();
+    gateway.upload(Source::Path(small_png), &to("supabase")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,12 +306,7 @@ async fn list_pages_with_the_v2_cursor() {
     let providers = entry(&fake, "supabase", KEY_VAR, BUCKET, "");
     let gateway = scratch.gateway(&providers).await;
     let uploaded = upload_distinct(&gateway, &scratch, 5).await;
-    fake.put(
-        BUCKET,
-        "elsewhere/not-ours.txt",
-        "text/plain",
-        b"outside the prefix",
-    );
+    fake.put(BUCKET, "elsewhere/not-ours.txt", "text/plain", b"outside the prefix");
     let direct = direct(&scratch, &providers, "supabase").await;
 
     fake.clear_requests();
@@ -451,11 +317,7 @@ async fn list_pages_with_the_v2_cursor() {
     assert!(cursors.iter().all(|c| c.starts_with("v2:")), "{cursors:?}");
     let requests = fake.requests();
     assert_eq!(requests.len(), 3);
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.uri == format!("/storage/v1/object/list-v2/{BUCKET}"))
-    );
+    assert!(requests.iter().all(|r| r.uri == format!("/storage/v1/object/list-v2/{BUCKET}")));
     assert_eq!(requests[0].json.as_ref().unwrap()["prefix"], PREFIX);
     assert_eq!(requests[0].json.as_ref().unwrap().get("cursor"), None);
     assert_eq!(
@@ -470,11 +332,7 @@ async fn list_pages_with_the_v2_cursor() {
     let err = direct.adapter.list(Some("v1:2"), 2).await;
     assert!(err.is_ok(), "auto mode follows a v1 cursor: {err:?}");
     let err = direct.adapter.list(Some("page-2"), 2).await.unwrap_err();
-    assert_eq!(
-        kind_of(&call_error(&err).kind),
-        kind_of(&ErrorKind::InvalidRequest),
-        "{err}"
-    );
+    assert_eq!(kind_of(&call_error(&err).kind), kind_of(&ErrorKind::InvalidRequest), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,20 +340,8 @@ async fn list_falls_back_to_v1_offsets_where_v2_is_missing() {
     let fake = start_fake().await;
     let scratch = Scratch::new();
     let providers = entry(&fake, "supabase", KEY_VAR, BUCKET, "")
-        + &entry(
-            &fake,
-            "supabase_v1",
-            KEY_VAR,
-            BUCKET,
-            ", list_version = \"v1\"",
-        )
-        + &entry(
-            &fake,
-            "supabase_v2",
-            KEY_VAR,
-            BUCKET,
-            ", list_version = \"v2\"",
-        );
+        + &entry(&fake, "supabase_v1", KEY_VAR, BUCKET, ", list_version = \"v1\"")
+        + &entry(&fake, "supabase_v2", KEY_VAR, BUCKET, ", list_version = \"v2\"");
     let gateway = scratch.gateway(&providers).await;
     let uploaded = upload_distinct(&gateway, &scratch, 5).await;
     // A folder inside the prefix and an object outside it: neither is listed.
@@ -503,41 +349,21 @@ async fn list_falls_back_to_v1_offsets_where_v2_is_missing() {
     fake.put(BUCKET, "other.txt", "text/plain", b"outside");
     let auto = direct(&scratch, &providers, "supabase").await;
 
-    for mode in [
-        V2Listing::FeatureNotEnabled,
-        V2Listing::NotAvailableMessage,
-        V2Listing::RouteMissing,
-    ] {
+    for mode in [V2Listing::FeatureNotEnabled, V2Listing::NotAvailableMessage, V2Listing::RouteMissing] {
         fake.set_v2_listing(mode);
         fake.clear_requests();
         let (keys, cursors) = all_pages(&auto.adapter, 2).await;
-        assert_eq!(
-            keys.iter().cloned().collect::<BTreeSet<_>>(),
-            uploaded,
-            "{mode:?}"
-        );
+        assert_eq!(keys.iter().cloned().collect::<BTreeSet<_>>(), uploaded, "{mode:?}");
         assert_eq!(keys.len(), 5, "{mode:?}: {keys:?}");
-        assert!(
-            cursors.iter().all(|c| c.starts_with("v1:")),
-            "{mode:?}: {cursors:?}"
-        );
+        assert!(cursors.iter().all(|c| c.starts_with("v1:")), "{mode:?}: {cursors:?}");
         let requests = fake.requests();
-        let v2 = requests
-            .iter()
-            .filter(|r| r.uri.contains("list-v2"))
-            .count();
+        let v2 = requests.iter().filter(|r| r.uri.contains("list-v2")).count();
         assert_eq!(v2, 1, "{mode:?}: v2 is tried once, not on every page");
-        let v1: Vec<_> = requests
-            .iter()
-            .filter(|r| r.uri == format!("/storage/v1/object/list/{BUCKET}"))
-            .collect();
+        let v1: Vec<_> = requests.iter().filter(|r| r.uri == format!("/storage/v1/object/list/{BUCKET}")).collect();
         assert_eq!(v1.len(), cursors.len() + 1, "{mode:?}");
         for (page, request) in v1.iter().enumerate() {
             let body = request.json.as_ref().unwrap();
-            assert_eq!(
-                body["prefix"], "wharf",
-                "{mode:?}: v1 lists the prefix's folder"
-            );
+            assert_eq!(body["prefix"], "wharf", "{mode:?}: v1 lists the prefix's folder");
             assert_eq!(body["offset"], json!(page * 2), "{mode:?}");
             assert_eq!(body["limit"], json!(2));
         }
@@ -555,72 +381,34 @@ async fn list_falls_back_to_v1_offsets_where_v2_is_missing() {
     let v2 = direct(&scratch, &providers, "supabase_v2").await;
     let err = v2.adapter.list(None, 10).await.unwrap_err();
     let error = call_error(&err);
-    assert_eq!(
-        kind_of(&error.kind),
-        kind_of(&ErrorKind::Unsupported),
-        "{err}"
-    );
+    assert_eq!(kind_of(&error.kind), kind_of(&ErrorKind::Unsupported), "{err}");
     assert_eq!(error.code.as_deref(), Some("FeatureNotEnabled"));
     let err = v2.adapter.list(Some("v1:2"), 10).await.unwrap_err();
-    assert_eq!(
-        kind_of(&call_error(&err).kind),
-        kind_of(&ErrorKind::InvalidRequest),
-        "{err}"
-    );
+    assert_eq!(kind_of(&call_error(&err).kind), kind_of(&ErrorKind::InvalidRequest), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_url_fetches_the_object_without_credentials() {
     let fake = start_fake().await;
     let scratch = Scratch::new();
-    let providers = entry(
-        &fake,
-        "supabase",
-        KEY_VAR,
-        BUCKET,
-        ", signed_url_expiry = 900",
-    );
+    let providers = entry(&fake, "supabase", KEY_VAR, BUCKET, ", signed_url_expiry = 900");
     let gateway = scratch.gateway(&providers).await;
     let content = pattern(2 * 1024 * 1024 + 3);
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("share me.bin", &content)),
-            &to("supabase"),
-        )
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(scratch.write("share me.bin", &content)), &to("supabase")).await.unwrap();
     let direct = direct(&scratch, &providers, "supabase").await;
 
     fake.clear_requests();
-    let url = direct
-        .adapter
-        .presign(&target(&up.remote_id), Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert!(
-        url.starts_with(&format!(
-            "{}/object/sign/{BUCKET}/{}?token=",
-            fake.base_url(),
-            up.remote_id
-        )),
-        "{url}"
-    );
+    let url = direct.adapter.presign(&target(&up.remote_id), Duration::from_secs(60)).await.unwrap();
+    assert!(url.starts_with(&format!("{}/object/sign/{BUCKET}/{}?token=", fake.base_url(), up.remote_id)), "{url}");
     let sign = &fake.requests()[0];
-    assert_eq!(
-        sign.uri,
-        format!("/storage/v1/object/sign/{BUCKET}/{}", up.remote_id)
-    );
+    assert_eq!(sign.uri, format!("/storage/v1/object/sign/{BUCKET}/{}", up.remote_id));
     assert_eq!(sign.json.as_ref().unwrap()["expiresIn"], 60);
 
     let response = reqwest::get(&url).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.unwrap().to_vec(), content);
     let fetch = fake.requests().last().cloned().unwrap();
-    assert_eq!(
-        fetch.header("apikey"),
-        None,
-        "the URL works without the key"
-    );
+    assert_eq!(fetch.header("apikey"), None, "the URL works without the key");
     assert_eq!(fetch.header("authorization"), None);
 
     let forged = format!("{}x", url);
@@ -630,29 +418,15 @@ async fn a_signed_url_fetches_the_object_without_credentials() {
     assert_eq!(body["code"], "InvalidSignature");
 
     // No expiry from the host: the configured default.
-    direct
-        .adapter
-        .presign(&target(&up.remote_id), Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(
-        fake.requests().last().unwrap().json.as_ref().unwrap()["expiresIn"],
-        900
-    );
+    direct.adapter.presign(&target(&up.remote_id), Duration::ZERO).await.unwrap();
+    assert_eq!(fake.requests().last().unwrap().json.as_ref().unwrap()["expiresIn"], 900);
 
     let err = direct
         .adapter
-        .presign(
-            &target(&format!("{PREFIX}{}", "0".repeat(64))),
-            Duration::from_secs(60),
-        )
+        .presign(&target(&format!("{PREFIX}{}", "0".repeat(64))), Duration::from_secs(60))
         .await
         .unwrap_err();
-    assert_eq!(
-        kind_of(&call_error(&err).kind),
-        kind_of(&ErrorKind::NotFound),
-        "{err}"
-    );
+    assert_eq!(kind_of(&call_error(&err).kind), kind_of(&ErrorKind::NotFound), "{err}");
 }
 
 /// Uploads 20 MiB and a bit through TUS with the given fault, and checks
@@ -660,58 +434,33 @@ async fn a_signed_url_fetches_the_object_without_credentials() {
 async fn tus_round_trip(fault: TusFault) {
     let fake = start_fake().await;
     let scratch = Scratch::new();
-    let gateway = scratch
-        .gateway(&entry(
-            &fake,
-            "supabase",
-            KEY_VAR,
-            BUCKET,
-            ", tus_threshold = 1048576",
-        ))
-        .await;
+    let gateway = scratch.gateway(&entry(&fake, "supabase", KEY_VAR, BUCKET, ", tus_threshold = 1048576")).await;
     let content = pattern(20 * 1024 * 1024 + 12_345);
     let size = content.len() as u64;
     let key = format!("{PREFIX}{}", sha256_hex(&content));
     fake.set_tus_fault(fault);
 
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("big.bin", &content)),
-            &to("supabase"),
-        )
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(scratch.write("big.bin", &content)), &to("supabase")).await.unwrap();
     assert_eq!(up.remote_id, key);
-    assert!(
-        fake.get(BUCKET, &key).unwrap() == content,
-        "the stored bytes match"
-    );
+    assert!(fake.get(BUCKET, &key).unwrap() == content, "the stored bytes match");
 
     let requests = fake.requests();
     assert!(
-        requests
-            .iter()
-            .all(|r| !r.uri.starts_with("/storage/v1/object/")),
+        requests.iter().all(|r| !r.uri.starts_with("/storage/v1/object/")),
         "no standard upload above the threshold"
     );
     let create: Vec<_> = requests.iter().filter(|r| r.method == "POST").collect();
     assert_eq!(create.len(), 1);
     assert_eq!(create[0].uri, "/storage/v1/upload/resumable");
     assert_eq!(create[0].header("tus-resumable"), Some("1.0.0"));
-    assert_eq!(
-        create[0].header("upload-length"),
-        Some(size.to_string().as_str())
-    );
+    assert_eq!(create[0].header("upload-length"), Some(size.to_string().as_str()));
     let metadata: std::collections::HashMap<_, _> = create[0]
         .header("upload-metadata")
         .unwrap()
         .split(',')
         .map(|pair| {
             let (name, value) = pair.split_once(' ').unwrap();
-            (
-                name.to_string(),
-                String::from_utf8(BASE64.decode(value).unwrap()).unwrap(),
-            )
+            (name.to_string(), String::from_utf8(BASE64.decode(value).unwrap()).unwrap())
         })
         .collect();
     assert_eq!(metadata["bucketName"], BUCKET);
@@ -730,34 +479,16 @@ async fn tus_round_trip(fault: TusFault) {
     for (i, patch) in patches.iter().enumerate() {
         let offset: u64 = patch.header("upload-offset").unwrap().parse().unwrap();
         let length: u64 = patch.header("content-length").unwrap().parse().unwrap();
-        assert_eq!(
-            length,
-            TUS_CHUNK.min(size - offset),
-            "PATCH {i}: 6 MiB but the last"
-        );
-        assert_eq!(
-            patch.header("content-type"),
-            Some("application/offset+octet-stream")
-        );
+        assert_eq!(length, TUS_CHUNK.min(size - offset), "PATCH {i}: 6 MiB but the last");
+        assert_eq!(patch.header("content-type"), Some("application/offset+octet-stream"));
         assert_eq!(patch.header("apikey"), Some(KEY));
-        assert_eq!(
-            offset, expected_offset,
-            "PATCH {i} starts where the server is"
-        );
-        expected_offset = if i + 1 == fault.first {
-            offset + fault.after_bytes
-        } else {
-            offset + length
-        };
+        assert_eq!(offset, expected_offset, "PATCH {i} starts where the server is");
+        expected_offset = if i + 1 == fault.first { offset + fault.after_bytes } else { offset + length };
     }
     assert_eq!(expected_offset, size);
     let resumed_at = (fault.first as u64 - 1) * TUS_CHUNK + fault.after_bytes;
     let chunks = fault.first + (size - resumed_at).div_ceil(TUS_CHUNK) as usize;
-    assert_eq!(
-        patches.len(),
-        chunks,
-        "the chunks before, the failed one, the rest"
-    );
+    assert_eq!(patches.len(), chunks, "the chunks before, the failed one, the rest");
 
     let dest = scratch.work().join("back.bin");
     let down = gateway.download(&up.id, Some(&dest), None).await.unwrap();
@@ -767,73 +498,31 @@ async fn tus_round_trip(fault: TusFault) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tus_upload_resumes_after_a_dropped_connection() {
-    tus_round_trip(TusFault {
-        first: 2,
-        count: 1,
-        after_bytes: 1_000_000,
-        kind: PatchFault::DropConnection,
-    })
-    .await;
+    tus_round_trip(TusFault { first: 2, count: 1, after_bytes: 1_000_000, kind: PatchFault::DropConnection }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tus_upload_resumes_after_a_server_error() {
-    tus_round_trip(TusFault {
-        first: 3,
-        count: 1,
-        after_bytes: 2_500_000,
-        kind: PatchFault::ServerError,
-    })
-    .await;
+    tus_round_trip(TusFault { first: 3, count: 1, after_bytes: 2_500_000, kind: PatchFault::ServerError }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tus_upload_gives_up_after_bounded_attempts() {
     let fake = start_fake().await;
     let scratch = Scratch::new();
-    let gateway = scratch
-        .gateway(&entry(
-            &fake,
-            "supabase",
-            KEY_VAR,
-            BUCKET,
-            ", tus_threshold = 0",
-        ))
-        .await;
-    fake.set_tus_fault(TusFault {
-        first: 2,
-        count: 1000,
-        after_bytes: 0,
-        kind: PatchFault::ServerError,
-    });
+    let gateway = scratch.gateway(&entry(&fake, "supabase", KEY_VAR, BUCKET, ", tus_threshold = 0")).await;
+    fake.set_tus_fault(TusFault { first: 2, count: 1000, after_bytes: 0, kind: PatchFault::ServerError });
     let content = pattern(7 * 1024 * 1024);
-    let err = gateway
-        .upload(
-            Source::Path(scratch.write("stuck.bin", &content)),
-            &to("supabase"),
-        )
-        .await
-        .unwrap_err();
+    let err = gateway.upload(Source::Path(scratch.write("stuck.bin", &content)), &to("supabase")).await.unwrap_err();
     let error = provider_error(&err);
-    assert_eq!(
-        kind_of(&error.kind),
-        kind_of(&ErrorKind::Unavailable),
-        "{err}"
-    );
+    assert_eq!(kind_of(&error.kind), kind_of(&ErrorKind::Unavailable), "{err}");
     assert_eq!(error.status, Some(500));
     let text = err.to_string();
-    assert!(
-        text.contains("gave up after 5 attempts to resume, at byte 6291456"),
-        "{text}"
-    );
+    assert!(text.contains("gave up after 5 attempts to resume, at byte 6291456"), "{text}");
     let requests = fake.requests();
     let patches = requests.iter().filter(|r| r.method == "PATCH").count();
     let heads = requests.iter().filter(|r| r.method == "HEAD").count();
-    assert_eq!(
-        (patches, heads),
-        (7, 5),
-        "1 good chunk, 6 failed tries, 5 HEADs"
-    );
+    assert_eq!((patches, heads), (7, 5), "1 good chunk, 6 failed tries, 5 HEADs");
     assert!(gateway.list(None).await.unwrap().is_empty());
 }
 
@@ -844,25 +533,13 @@ async fn new_secret_keys_go_in_apikey_only() {
     let scratch = Scratch::new();
     let providers = entry(&fake, "supabase", SB_KEY_VAR, BUCKET, ", auth = \"apikey\"")
         + &entry(&fake, "supabase_both", SB_KEY_VAR, BUCKET, "")
-        + &entry(
-            &fake,
-            "supabase_wrong",
-            KEY_VAR,
-            BUCKET,
-            ", auth = \"apikey\"",
-        );
+        + &entry(&fake, "supabase_wrong", KEY_VAR, BUCKET, ", auth = \"apikey\"");
     let gateway = scratch.gateway(&providers).await;
     let content = pattern(50_000);
     let source = scratch.write("a.bin", &content);
 
-    let up = gateway
-        .upload(Source::Path(source.clone()), &to("supabase"))
-        .await
-        .unwrap();
-    gateway
-        .download(&up.id, Some(&scratch.work().join("b.bin")), None)
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(source.clone()), &to("supabase")).await.unwrap();
+    gateway.download(&up.id, Some(&scratch.work().join("b.bin")), None).await.unwrap();
     for request in fake.requests() {
         assert_eq!(request.header("apikey"), Some(SB_KEY));
         assert_eq!(request.header("authorization"), None, "{request:?}");
@@ -870,34 +547,17 @@ async fn new_secret_keys_go_in_apikey_only() {
 
     // The same key as a bearer token is refused as a malformed JWT.
     let other = scratch.write("c.bin", b"other bytes");
-    let err = gateway
-        .upload(Source::Path(other.clone()), &to("supabase_both"))
-        .await
-        .unwrap_err();
+    let err = gateway.upload(Source::Path(other.clone()), &to("supabase_both")).await.unwrap_err();
     let error = provider_error(&err);
-    assert_eq!(
-        kind_of(&error.kind),
-        kind_of(&ErrorKind::Unauthorized),
-        "{err}"
-    );
+    assert_eq!(kind_of(&error.kind), kind_of(&ErrorKind::Unauthorized), "{err}");
     assert_eq!(error.code.as_deref(), Some("InvalidJWT"));
     // A wrong key: the gateway's 401.
-    let err = gateway
-        .upload(Source::Path(other), &to("supabase_wrong"))
-        .await
-        .unwrap_err();
+    let err = gateway.upload(Source::Path(other), &to("supabase_wrong")).await.unwrap_err();
     let error = provider_error(&err);
-    assert_eq!(
-        kind_of(&error.kind),
-        kind_of(&ErrorKind::Unauthorized),
-        "{err}"
-    );
+    assert_eq!(kind_of(&error.kind), kind_of(&ErrorKind::Unauthorized), "{err}");
     assert_eq!(error.status, Some(401));
     for text in [err.to_string(), format!("{err:?}")] {
-        assert!(
-            !text.contains(SB_KEY) && !text.contains(KEY),
-            "no secret in {text}"
-        );
+        assert!(!text.contains(SB_KEY) && !text.contains(KEY), "no secret in {text}");
     }
 }
 
@@ -907,13 +567,7 @@ async fn failures_are_classified_by_body_code_then_real_status() {
     let scratch = Scratch::new();
     let providers = entry(&fake, "supabase", KEY_VAR, BUCKET, "");
     let gateway = scratch.gateway(&providers).await;
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("s.txt", b"stat me")),
-            &to("supabase"),
-        )
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(scratch.write("s.txt", b"stat me")), &to("supabase")).await.unwrap();
     let direct = direct(&scratch, &providers, "supabase").await;
 
     let cases = [
@@ -947,18 +601,8 @@ async fn failures_are_classified_by_body_code_then_real_status() {
             ErrorKind::Unavailable,
             500,
         ),
-        (
-            499,
-            json!({"message":"client closed request"}),
-            ErrorKind::Unavailable,
-            499,
-        ),
-        (
-            416,
-            json!({"message":"Range Not Satisfiable"}),
-            ErrorKind::InvalidRequest,
-            416,
-        ),
+        (499, json!({"message":"client closed request"}), ErrorKind::Unavailable, 499),
+        (416, json!({"message":"Range Not Satisfiable"}), ErrorKind::InvalidRequest, 416),
         // A 400 whose body says 404 is a missing object, whatever the HTTP status.
         (
             400,
@@ -968,26 +612,14 @@ async fn failures_are_classified_by_body_code_then_real_status() {
         ),
     ];
     for (http_status, body, kind, status) in cases {
-        fake.inject(
-            axum::http::Method::GET,
-            "/object/info/",
-            http_status,
-            body.clone(),
-        );
-        let err = direct
-            .adapter
-            .stat(&target(&up.remote_id))
-            .await
-            .unwrap_err();
+        fake.inject(axum::http::Method::GET, "/object/info/", http_status, body.clone());
+        let err = direct.adapter.stat(&target(&up.remote_id)).await.unwrap_err();
         let error = call_error(&err);
         assert_eq!(kind_of(&error.kind), kind_of(&kind), "{body}: {err}");
         assert_eq!(error.status, Some(status), "{body}: {err}");
         let message = body["message"].as_str().unwrap();
         assert!(error.message.contains(message), "{err}");
-        assert!(
-            error.message.contains("stat of"),
-            "names the operation: {err}"
-        );
+        assert!(error.message.contains("stat of"), "names the operation: {err}");
     }
 }
 
@@ -1003,26 +635,15 @@ async fn supabase_can_be_the_cache_provider() {
     );
     std::fs::write(scratch.config_path(), text).unwrap();
     let config = Config::load(&scratch.config_path()).unwrap();
-    let gateway = Gateway::open(config)
-        .await
-        .expect("supabase is accepted as the cache");
+    let gateway = Gateway::open(config).await.expect("supabase is accepted as the cache");
     let plugin = &gateway.plugins()[0];
     assert_eq!(plugin.download, "original");
     assert!(plugin.persistent && plugin.presign && plugin.resumable_upload);
 
     let content = pattern(1234);
-    let up = gateway
-        .upload(
-            Source::Path(scratch.write("c.bin", &content)),
-            &UploadOptions::default(),
-        )
-        .await
-        .unwrap();
+    let up = gateway.upload(Source::Path(scratch.write("c.bin", &content)), &UploadOptions::default()).await.unwrap();
     assert_eq!(up.provider, "supabase");
-    let down = gateway
-        .download(&up.id, Some(&scratch.work().join("d.bin")), None)
-        .await
-        .unwrap();
+    let down = gateway.download(&up.id, Some(&scratch.work().join("d.bin")), None).await.unwrap();
     assert_eq!(down.source, "provider");
     assert!(down.verified);
 }
@@ -1040,17 +661,12 @@ async fn bad_config_is_refused_with_the_reason() {
     ];
     for (extra, needle) in cases {
         let scratch = Scratch::new();
-        let config =
-            Config::load(&scratch.write_config(&entry(&fake, "supabase", KEY_VAR, BUCKET, extra)))
-                .unwrap();
+        let config = Config::load(&scratch.write_config(&entry(&fake, "supabase", KEY_VAR, BUCKET, extra))).unwrap();
         let err = match Gateway::open(config).await {
             Ok(_) => panic!("{extra} was accepted"),
             Err(e) => format!("{e:#}"),
         };
-        assert!(
-            err.contains("supabase") && err.contains(needle),
-            "{extra}: {err}"
-        );
+        assert!(err.contains("supabase") && err.contains(needle), "{extra}: {err}");
     }
     let scratch = Scratch::new();
     let bad_url = format!(

@@ -59,13 +59,9 @@ pub fn weed_binary() -> PathBuf {
 
 fn free_ports(count: usize) -> Vec<u16> {
     // Held together so that they differ; released just before weed binds them.
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding a free loopback port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    let listeners: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("binding a free loopback port")).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
 fn http_client() -> reqwest::Client {
@@ -77,11 +73,8 @@ fn http_client() -> reqwest::Client {
 impl S3Server {
     /// Starts SeaweedFS and waits until it answers an authenticated request.
     pub async fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("wharf-s3-")
-            .tempdir()
-            .expect("creating a directory for SeaweedFS")
-            .keep();
+        let dir =
+            tempfile::Builder::new().prefix("wharf-s3-").tempdir().expect("creating a directory for SeaweedFS").keep();
         std::fs::create_dir(dir.join("data")).unwrap();
         let identities = serde_json::json!({ "identities": [{
             "name": "wharf-test",
@@ -91,17 +84,7 @@ impl S3Server {
         std::fs::write(dir.join("s3.json"), identities.to_string()).unwrap();
 
         let ports = free_ports(8);
-        let [
-            master,
-            master_grpc,
-            volume,
-            volume_grpc,
-            filer,
-            filer_grpc,
-            s3,
-            s3_grpc,
-        ] = ports[..]
-        else {
+        let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc] = ports[..] else {
             unreachable!()
         };
         let weed = weed_binary();
@@ -131,11 +114,7 @@ impl S3Server {
             "-s3.port.lance=0".into(),
             format!("-s3.config={d}/s3.json"),
         ];
-        let ports_list = ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let ports_list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
         let supervisor = Command::new("sh")
             .args(["-c", SUPERVISOR, "wharf-s3-supervisor"])
             .arg(&dir)
@@ -147,11 +126,7 @@ impl S3Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting sh to supervise SeaweedFS");
-        let server = Self {
-            endpoint: format!("http://127.0.0.1:{s3}"),
-            dir,
-            supervisor,
-        };
+        let server = Self { endpoint: format!("http://127.0.0.1:{s3}"), dir, supervisor };
         server.wait_ready(&weed).await;
         server
     }
@@ -168,14 +143,7 @@ impl S3Server {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let log = std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default();
-        let tail: Vec<&str> = log
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
         panic!(
             "SeaweedFS ({}) did not answer an authenticated ListBuckets at {} within {:?}; last answer: {last}. \
              If weed is missing, run scripts/test (it installs tests/requirements.txt into target/test-venv). Log tail:\n{}",
@@ -200,10 +168,7 @@ impl S3Server {
         let (timestamp, authorization) = sign(method, path, query, host, &payload);
         let separator = if query.is_empty() { "" } else { "?" };
         http_client()
-            .request(
-                method.parse().unwrap(),
-                format!("{}{path}{separator}{query}", self.endpoint),
-            )
+            .request(method.parse().unwrap(), format!("{}{path}{separator}{query}", self.endpoint))
             .header("x-amz-date", timestamp)
             .header("x-amz-content-sha256", payload)
             .header("authorization", authorization)
@@ -213,10 +178,7 @@ impl S3Server {
     }
 
     pub async fn create_bucket(&self, bucket: &str) {
-        let response = self
-            .request("PUT", &format!("/{bucket}"), "", Vec::new())
-            .await
-            .expect("sending CreateBucket");
+        let response = self.request("PUT", &format!("/{bucket}"), "", Vec::new()).await.expect("sending CreateBucket");
         let status = response.status();
         assert!(
             status.is_success(),
@@ -232,11 +194,7 @@ impl S3Server {
             .request("GET", &format!("/{bucket}"), "uploads=", Vec::new())
             .await
             .expect("sending ListMultipartUploads");
-        assert!(
-            response.status().is_success(),
-            "ListMultipartUploads: HTTP {}",
-            response.status()
-        );
+        assert!(response.status().is_success(), "ListMultipartUploads: HTTP {}", response.status());
         response.text().await.unwrap()
     }
 }
@@ -258,10 +216,7 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
 /// SigV4 over `host`, `x-amz-content-sha256` and `x-amz-date`: the timestamp
 /// and the Authorization header.
 fn sign(method: &str, path: &str, query: &str, host: &str, payload: &str) -> (String, String) {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let timestamp = timestamp(secs);
     let date = &timestamp[..8];
     let scope = format!("{date}/{REGION}/s3/aws4_request");
@@ -269,10 +224,8 @@ fn sign(method: &str, path: &str, query: &str, host: &str, payload: &str) -> (St
     let canonical = format!(
         "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{timestamp}\n\n{signed_headers}\n{payload}"
     );
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
+    let string_to_sign =
+        format!("AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
     let mut key = hmac(format!("AWS4{SECRET_ACCESS_KEY}").as_bytes(), date);
     for part in [REGION, "s3", "aws4_request"] {
         key = hmac(&key, part);
@@ -295,10 +248,5 @@ fn timestamp(secs: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     let rem = secs % 86_400;
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }

@@ -172,18 +172,13 @@ impl FakeSupabase {
     /// `sb_secret_…` keys (`apikey` only); others like legacy JWT keys
     /// (`apikey` and `Authorization: Bearer`).
     pub async fn start(api_key: &str, buckets: &[(&str, BucketLimits)]) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding the fake Supabase server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the fake Supabase server");
         let addr = listener.local_addr().unwrap();
         let store = Store {
             buckets: buckets
                 .iter()
                 .map(|(name, limits)| {
-                    let bucket = Bucket {
-                        limits: limits.clone(),
-                        objects: BTreeMap::new(),
-                    };
+                    let bucket = Bucket { limits: limits.clone(), objects: BTreeMap::new() };
                     (name.to_string(), bucket)
                 })
                 .collect(),
@@ -199,14 +194,10 @@ impl FakeSupabase {
             tus_fault: Mutex::new(None),
             injected: Mutex::new(Vec::new()),
         });
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(inner.clone())
-            .into_make_service_with_connect_info::<Conn>();
+        let app =
+            Router::new().fallback(handle).with_state(inner.clone()).into_make_service_with_connect_info::<Conn>();
         let server = tokio::spawn(async move {
-            axum::serve(KillableListener(listener), app)
-                .await
-                .expect("the fake Supabase server runs");
+            axum::serve(KillableListener(listener), app).await.expect("the fake Supabase server runs");
         });
         Self { inner, server }
     }
@@ -268,11 +259,7 @@ impl FakeSupabase {
     /// Removes an object behind the client's back.
     pub fn remove(&self, bucket: &str, key: &str) -> bool {
         let mut store = self.inner.store.lock().unwrap();
-        store
-            .buckets
-            .get_mut(bucket)
-            .and_then(|b| b.objects.remove(key))
-            .is_some()
+        store.buckets.get_mut(bucket).and_then(|b| b.objects.remove(key)).is_some()
     }
 
     /// The stored bytes of an object.
@@ -288,13 +275,7 @@ impl FakeSupabase {
     /// The user metadata stored with an object.
     pub fn user_metadata(&self, bucket: &str, key: &str) -> Option<Value> {
         let store = self.inner.store.lock().unwrap();
-        store
-            .buckets
-            .get(bucket)?
-            .objects
-            .get(key)?
-            .user_metadata
-            .clone()
+        store.buckets.get(bucket)?.objects.get(key)?.user_metadata.clone()
     }
 
     /// Keys in a bucket, sorted.
@@ -349,21 +330,14 @@ struct KillableStream {
 
 impl KillableStream {
     fn cut(&self) -> Option<std::io::Error> {
-        self.killed.load(Ordering::SeqCst).then(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "cut by the fake on purpose",
-            )
-        })
+        self.killed
+            .load(Ordering::SeqCst)
+            .then(|| std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut by the fake on purpose"))
     }
 }
 
 impl AsyncRead for KillableStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         match self.cut() {
             Some(e) => Poll::Ready(Err(e)),
             None => Pin::new(&mut self.stream).poll_read(cx, buf),
@@ -372,11 +346,7 @@ impl AsyncRead for KillableStream {
 }
 
 impl AsyncWrite for KillableStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         match self.cut() {
             Some(e) => Poll::Ready(Err(e)),
             None => Pin::new(&mut self.stream).poll_write(cx, buf),
@@ -408,20 +378,13 @@ fn no_such_key() -> Response {
 }
 
 fn no_such_bucket() -> Response {
-    storage_error(
-        "404",
-        "NoSuchBucket",
-        "Bucket not found",
-        "Bucket not found",
-    )
+    storage_error("404", "NoSuchBucket", "Bucket not found", "Bucket not found")
 }
 
 /// TUS routes answer with real statuses and plain-text bodies.
 fn tus_error(status: StatusCode, message: &str) -> Response {
     let mut response = (status, message.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert("tus-resumable", HeaderValue::from_static("1.0.0"));
+    response.headers_mut().insert("tus-resumable", HeaderValue::from_static("1.0.0"));
     response
 }
 
@@ -438,9 +401,7 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
         match (bytes[i], hex) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -456,19 +417,12 @@ fn percent_decode(text: &str) -> String {
 }
 
 fn mime_allowed(limits: &BucketLimits, content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     limits.allowed_mime_types.as_ref().is_none_or(|allowed| {
-        allowed
-            .iter()
-            .any(|pattern| match pattern.strip_suffix("/*") {
-                Some(kind) => essence.starts_with(&format!("{kind}/")),
-                None => essence == *pattern,
-            })
+        allowed.iter().any(|pattern| match pattern.strip_suffix("/*") {
+            Some(kind) => essence.starts_with(&format!("{kind}/")),
+            None => essence == *pattern,
+        })
     })
 }
 
@@ -486,12 +440,7 @@ pub fn iso8601(time: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn object_metadata(object: &Object) -> Value {
@@ -508,22 +457,13 @@ fn object_metadata(object: &Object) -> Value {
 
 // ---- dispatch ----
 
-async fn handle(
-    State(fake): State<Arc<Inner>>,
-    ConnectInfo(conn): ConnectInfo<Conn>,
-    request: Request,
-) -> Response {
+async fn handle(State(fake): State<Arc<Inner>>, ConnectInfo(conn): ConnectInfo<Conn>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let uri = parts.uri.to_string();
     let headers: HashMap<String, String> = parts
         .headers
         .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     let index = {
         let mut requests = fake.requests.lock().unwrap();
@@ -539,9 +479,7 @@ async fn handle(
     let path = parts.uri.path().to_string();
     let injected = {
         let mut list = fake.injected.lock().unwrap();
-        let found = list
-            .iter()
-            .position(|i| i.method == parts.method && path.contains(&i.path_contains));
+        let found = list.iter().position(|i| i.method == parts.method && path.contains(&i.path_contains));
         found.map(|at| list.remove(at))
     };
     if let Some(injected) = injected {
@@ -584,20 +522,11 @@ async fn handle(
         }
     } else if let Some(rest) = route.strip_prefix("/object/") {
         let Some((bucket, key)) = rest.split_once('/') else {
-            return storage_error(
-                "400",
-                "InvalidRequest",
-                "Bad Request",
-                "missing object path",
-            );
+            return storage_error("400", "InvalidRequest", "Bad Request", "missing object path");
         };
-        let upsert =
-            method == Method::PUT || parts.headers.get("x-upsert").is_some_and(|v| v == "true");
+        let upsert = method == Method::PUT || parts.headers.get("x-upsert").is_some_and(|v| v == "true");
         return match method {
-            Method::POST | Method::PUT => {
-                fake.create(index, bucket, key, &parts.headers, body, upsert)
-                    .await
-            }
+            Method::POST | Method::PUT => fake.create(index, bucket, key, &parts.headers, body, upsert).await,
             Method::GET => fake.download(bucket, key).await,
             Method::DELETE => fake.delete(bucket, key),
             _ => (StatusCode::METHOD_NOT_ALLOWED, "").into_response(),
@@ -648,9 +577,7 @@ impl Inner {
     }
 
     async fn read_json(&self, index: usize, body: Body) -> Value {
-        let bytes = axum::body::to_bytes(body, 1 << 20)
-            .await
-            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let mut requests = self.requests.lock().unwrap();
         requests[index].json = Some(json.clone());
@@ -676,16 +603,12 @@ impl Inner {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/octet-stream")
             .to_string();
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let user_metadata = match headers.get("x-metadata") {
             None => None,
             Some(value) => {
-                let decoded = BASE64
-                    .decode(value.as_bytes())
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+                let decoded =
+                    BASE64.decode(value.as_bytes()).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
                 match decoded {
                     Some(json) => Some(json),
                     None => {
@@ -705,20 +628,10 @@ impl Inner {
                 return no_such_bucket();
             };
             if !key.chars().all(is_key_char) || key.starts_with('/') {
-                return storage_error(
-                    "400",
-                    "InvalidKey",
-                    "InvalidKey",
-                    &format!("Invalid key: {key}"),
-                );
+                return storage_error("400", "InvalidKey", "InvalidKey", &format!("Invalid key: {key}"));
             }
             if !upsert && b.objects.contains_key(key) {
-                return storage_error(
-                    "409",
-                    "KeyAlreadyExists",
-                    "Duplicate",
-                    "The resource already exists",
-                );
+                return storage_error("409", "KeyAlreadyExists", "Duplicate", "The resource already exists");
             }
             if !mime_allowed(&b.limits, &content_type) {
                 return storage_error(
@@ -731,12 +644,7 @@ impl Inner {
             b.limits.file_size_limit
         };
         let too_large = || {
-            storage_error(
-                "413",
-                "EntityTooLarge",
-                "Payload too large",
-                "The object exceeded the maximum allowed size",
-            )
+            storage_error("413", "EntityTooLarge", "Payload too large", "The object exceeded the maximum allowed size")
         };
         if let (Some(size), Some(limit)) = (declared, limit)
             && size > limit
@@ -751,33 +659,16 @@ impl Inner {
             }
             Err(Received::Broken(n)) => {
                 self.record_body(index, n);
-                return storage_error(
-                    "400",
-                    "InvalidRequest",
-                    "Bad Request",
-                    "the body ended early",
-                );
+                return storage_error("400", "InvalidRequest", "Bad Request", "the body ended early");
             }
         };
         self.record_body(index, size);
-        let object = Object {
-            id: random_id(),
-            data,
-            size,
-            content_type,
-            user_metadata,
-            created_at: SystemTime::now(),
-        };
+        let object = Object { id: random_id(), data, size, content_type, user_metadata, created_at: SystemTime::now() };
         let id = object.id.clone();
         let mut store = self.store.lock().unwrap();
         let b = store.buckets.get_mut(bucket).expect("checked above");
         if !upsert && b.objects.contains_key(key) {
-            return storage_error(
-                "409",
-                "KeyAlreadyExists",
-                "Duplicate",
-                "The resource already exists",
-            );
+            return storage_error("409", "KeyAlreadyExists", "Duplicate", "The resource already exists");
         }
         b.objects.insert(key.to_string(), object);
         axum::Json(json!({ "Id": id, "Key": format!("{bucket}/{key}") })).into_response()
@@ -831,12 +722,7 @@ impl Inner {
                 Data::Memory(bytes) => Ok(bytes.clone()),
                 Data::File(path) => Err(path.clone()),
             };
-            (
-                data,
-                object.content_type.clone(),
-                object.size,
-                object.id.clone(),
-            )
+            (data, object.content_type.clone(), object.size, object.id.clone())
         };
         let body = match data {
             Ok(bytes) => Body::from(bytes),
@@ -896,20 +782,11 @@ impl Inner {
     /// One folder level, offset paging; folders come back with `id: null`.
     fn list_v1(&self, bucket: &str, body: Value) -> Response {
         let Some(prefix) = body.get("prefix").and_then(Value::as_str) else {
-            return storage_error(
-                "400",
-                "InvalidRequest",
-                "Bad Request",
-                "body must have required property 'prefix'",
-            );
+            return storage_error("400", "InvalidRequest", "Bad Request", "body must have required property 'prefix'");
         };
         let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(100) as usize;
         let offset = body.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
-        let search = body
-            .get("search")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let search = body.get("search").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
         let folder = prefix.trim_end_matches('/');
         let store = self.store.lock().unwrap();
         let Some(b) = store.buckets.get(bucket) else {
@@ -985,20 +862,11 @@ impl Inner {
         let prefix = body.get("prefix").and_then(Value::as_str).unwrap_or("");
         let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return storage_error(
-                "400",
-                "InvalidRequest",
-                "Bad Request",
-                "limit must be 1 to 1000",
-            );
+            return storage_error("400", "InvalidRequest", "Bad Request", "limit must be 1 to 1000");
         }
         let after = match body.get("cursor").and_then(Value::as_str) {
             None => None,
-            Some(cursor) => match URL_SAFE_NO_PAD
-                .decode(cursor)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-            {
+            Some(cursor) => match URL_SAFE_NO_PAD.decode(cursor).ok().and_then(|b| String::from_utf8(b).ok()) {
                 Some(key) => Some(key),
                 None => {
                     return storage_error("400", "InvalidRequest", "Bad Request", "invalid cursor");
@@ -1044,42 +912,24 @@ impl Inner {
         let Some((bucket, key)) = rest.split_once('/') else {
             return no_such_key();
         };
-        let Some(expires_in) = body
-            .get("expiresIn")
-            .and_then(Value::as_u64)
-            .filter(|s| *s >= 1)
-        else {
-            return storage_error(
-                "400",
-                "InvalidRequest",
-                "Bad Request",
-                "expiresIn must be >= 1",
-            );
+        let Some(expires_in) = body.get("expiresIn").and_then(Value::as_u64).filter(|s| *s >= 1) else {
+            return storage_error("400", "InvalidRequest", "Bad Request", "expiresIn must be >= 1");
         };
         let mut store = self.store.lock().unwrap();
-        let exists = store
-            .buckets
-            .get(bucket)
-            .is_some_and(|b| b.objects.contains_key(key));
+        let exists = store.buckets.get(bucket).is_some_and(|b| b.objects.contains_key(key));
         if !exists {
             return no_such_key();
         }
         let token = random_id();
         let expires = Instant::now() + Duration::from_secs(expires_in);
-        store.signed.insert(
-            token.clone(),
-            (bucket.to_string(), key.to_string(), expires),
-        );
+        store.signed.insert(token.clone(), (bucket.to_string(), key.to_string(), expires));
         // Relative and unencoded, as the real server answers.
         let url = format!("/object/sign/{bucket}/{key}?token={token}");
         axum::Json(json!({ "signedURL": url })).into_response()
     }
 
     async fn get_signed(&self, rest: &str, query: &str) -> Response {
-        let token = query
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-            .unwrap_or("");
+        let token = query.split('&').find_map(|pair| pair.strip_prefix("token=")).unwrap_or("");
         let signed = {
             let store = self.store.lock().unwrap();
             store.signed.get(token).cloned()
@@ -1087,21 +937,11 @@ impl Inner {
         match signed {
             Some((bucket, key, expires)) if rest == format!("{bucket}/{key}") => {
                 if Instant::now() > expires {
-                    return storage_error(
-                        "400",
-                        "ExpiredToken",
-                        "ExpiredToken",
-                        "The provided token has expired.",
-                    );
+                    return storage_error("400", "ExpiredToken", "ExpiredToken", "The provided token has expired.");
                 }
                 self.download(&bucket, &key).await
             }
-            _ => storage_error(
-                "400",
-                "InvalidSignature",
-                "InvalidSignature",
-                "Invalid signature",
-            ),
+            _ => storage_error("400", "InvalidSignature", "InvalidSignature", "Invalid signature"),
         }
     }
 
@@ -1113,10 +953,7 @@ impl Inner {
             return tus_error(StatusCode::PRECONDITION_FAILED, "Unsupported version");
         }
         let Some(length) = header("upload-length").and_then(|v| v.parse::<u64>().ok()) else {
-            return tus_error(
-                StatusCode::BAD_REQUEST,
-                "Upload-Length or Upload-Defer-Length header required",
-            );
+            return tus_error(StatusCode::BAD_REQUEST, "Upload-Length or Upload-Defer-Length header required");
         };
         let mut metadata = HashMap::new();
         for pair in header("upload-metadata").unwrap_or("").split(',') {
@@ -1124,19 +961,12 @@ impl Inner {
             let Ok(value) = BASE64.decode(value) else {
                 return tus_error(StatusCode::BAD_REQUEST, "Upload-Metadata is invalid");
             };
-            metadata.insert(
-                name.to_string(),
-                String::from_utf8_lossy(&value).into_owned(),
-            );
+            metadata.insert(name.to_string(), String::from_utf8_lossy(&value).into_owned());
         }
-        let (Some(bucket), Some(key)) = (metadata.get("bucketName"), metadata.get("objectName"))
-        else {
+        let (Some(bucket), Some(key)) = (metadata.get("bucketName"), metadata.get("objectName")) else {
             return tus_error(StatusCode::BAD_REQUEST, "Metadata header is required");
         };
-        let content_type = metadata
-            .get("contentType")
-            .cloned()
-            .unwrap_or_else(|| "application/octet-stream".into());
+        let content_type = metadata.get("contentType").cloned().unwrap_or_else(|| "application/octet-stream".into());
         let upsert = header("x-upsert") == Some("true");
         let user_metadata = match metadata.get("metadata") {
             Some(text) => match serde_json::from_str(text) {
@@ -1156,10 +986,7 @@ impl Inner {
             return tus_error(StatusCode::CONFLICT, "The resource already exists");
         }
         if b.limits.file_size_limit.is_some_and(|limit| length > limit) {
-            return tus_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The object exceeded the maximum allowed size",
-            );
+            return tus_error(StatusCode::PAYLOAD_TOO_LARGE, "The object exceeded the maximum allowed size");
         }
         if !mime_allowed(&b.limits, &content_type) {
             return tus_error(
@@ -1207,14 +1034,7 @@ impl Inner {
             .unwrap()
     }
 
-    async fn tus_patch(
-        &self,
-        index: usize,
-        id: &str,
-        headers: &HeaderMap,
-        body: Body,
-        conn: &Conn,
-    ) -> Response {
+    async fn tus_patch(&self, index: usize, id: &str, headers: &HeaderMap, body: Body, conn: &Conn) -> Response {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if header("tus-resumable") != Some("1.0.0") {
             return tus_error(StatusCode::PRECONDITION_FAILED, "Unsupported version");
@@ -1252,17 +1072,9 @@ impl Inner {
             let _ = axum::body::to_bytes(body, usize::MAX).await;
             return tus_error(StatusCode::BAD_REQUEST, &message);
         }
-        let fault = self
-            .tus_fault
-            .lock()
-            .unwrap()
-            .filter(|f| patch >= f.first && patch < f.first + f.count);
+        let fault = self.tus_fault.lock().unwrap().filter(|f| patch >= f.first && patch < f.first + f.count);
         let keep = fault.map_or(expected, |f| f.after_bytes.min(expected));
-        let mut out = tokio::fs::OpenOptions::new()
-            .append(true)
-            .open(&file)
-            .await
-            .unwrap();
+        let mut out = tokio::fs::OpenOptions::new().append(true).open(&file).await.unwrap();
         let mut stream = body.into_data_stream();
         let mut received = 0u64;
         let mut kept = 0u64;
@@ -1284,10 +1096,7 @@ impl Inner {
         out.flush().await.unwrap();
         let offset = {
             let mut store = self.store.lock().unwrap();
-            let upload = store
-                .uploads
-                .get_mut(id)
-                .expect("uploads are never removed");
+            let upload = store.uploads.get_mut(id).expect("uploads are never removed");
             upload.offset += kept;
             upload.offset
         };
