@@ -50,6 +50,9 @@ plugin = "supabase"
 allowed_hosts = ["{origin}"]
 secrets = {{ api_key = "{key_var}" }}
 config = {{ base_url = "{base}", bucket = "{bucket}"{prefix}{config} }}
+# The adapter's own behaviour is under test (classification, TUS resume): with
+# the host's retries off, each failure surfaces exactly as the adapter made it.
+retry = {{ max_retries = 0 }}
 "#,
         origin = fake.origin(),
         base = fake.base_url(),
