@@ -23,14 +23,13 @@ use crate::sigv4::{self, MAX_PRESIGN_SECS, Signer, UNSIGNED_PAYLOAD, canonical_q
 
 /// S3 takes at most this many parts per object.
 const MAX_PARTS: u64 = 10_000;
-/// Parts signed together and handed to the host in one `send-batch` (which
-/// runs up to 8 at once). Stores refuse a request whose signed time is more
-/// than 15 minutes old, so a batch is bounded in bytes: it must go out well
-/// within that even on a slow link. Larger batches mean fewer stalls at
-/// batch ends, where the host waits for the slowest part.
-const BATCH_BYTES: u64 = 1 << 30;
-const MIN_BATCH_PARTS: u64 = 8;
-const MAX_BATCH_PARTS: u64 = 64;
+/// Parts signed together and handed to the host in one `send-batch`, which
+/// sends up to 8 at once. The host prepares every request of a batch when it
+/// receives it, and starts reading each body then: parts beyond those being
+/// sent would sit in memory, a few MiB each. So a batch is what the host sends
+/// at once. Signing per batch also keeps every signature fresh: stores refuse
+/// a request signed more than 15 minutes before it arrives.
+const PARTS_PER_BATCH: u64 = 8;
 /// What is kept of a name in `x-amz-meta-name`: AWS allows 2 KB of user
 /// metadata in all, and the name is a courtesy copy of what Wharf records.
 const MAX_NAME_BYTES: usize = 1024;
@@ -327,12 +326,11 @@ fn upload_parts(
         ));
     }
     let parts = size.div_ceil(part);
-    let per_batch = (BATCH_BYTES / part).clamp(MIN_BATCH_PARTS, MAX_BATCH_PARTS);
     let object = config.describe(key);
     let mut etags = Vec::with_capacity(parts as usize);
     let mut first = 0;
     while first < parts {
-        let end = (first + per_batch).min(parts);
+        let end = (first + PARTS_PER_BATCH).min(parts);
         let signer = Signer::now(&config.region)?;
         let mut requests = Vec::with_capacity((end - first) as usize);
         for index in first..end {
@@ -554,6 +552,31 @@ mod tests {
         let five_tib = 5u64 << 40;
         let grown = part_size(16 * MIB, five_tib);
         assert!(five_tib.div_ceil(grown) <= MAX_PARTS && grown <= MAX_PART);
+    }
+
+    #[test]
+    fn path_and_virtual_hosted_addressing() {
+        let config = |extra: &str| {
+            Config::parse(&format!(
+                r#"{{"endpoint": "https://s3.example.com/base/", "region": "us-east-1", "bucket": "my-bucket"{extra}}}"#
+            ))
+            .unwrap()
+        };
+        let path_style = config("");
+        assert_eq!(path_style.host(), "s3.example.com");
+        assert_eq!(
+            path_style.path(Some("p/a b+c")),
+            "/base/my-bucket/p/a%20b%2Bc"
+        );
+        assert_eq!(path_style.path(None), "/base/my-bucket");
+        let virtual_hosted = config(r#", "path_style": false"#);
+        assert_eq!(virtual_hosted.host(), "my-bucket.s3.example.com");
+        assert_eq!(virtual_hosted.path(Some("k")), "/base/k");
+        let bare = Config::parse(
+            r#"{"endpoint": "https://s3.example.com", "region": "auto", "bucket": "b-1", "path_style": false}"#,
+        )
+        .unwrap();
+        assert_eq!(bare.path(None), "/");
     }
 
     #[test]

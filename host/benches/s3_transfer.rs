@@ -1,0 +1,306 @@
+//! 1 GiB up to and down from a local S3 server (SeaweedFS, the tests' harness)
+//! through Wharf's S3 adapter (the release `wharf` binary), against `aws s3 cp`
+//! and `rclone copyto` on the same server in the same run, each with its
+//! default settings; and Wharf's peak RSS at two sizes, to show it is flat.
+//!
+//! `scripts/bench` installs the tools and runs this; or
+//! `cargo bench --bench s3_transfer` with `weed` and `aws` in target/test-venv
+//! and `rclone` on PATH. WHARF_BENCH_MIB sets the size (default 1024),
+//! WHARF_BENCH_RUNS the rounds (default 3; the fastest run of each tool is reported).
+//!
+//! Every tool shares the 2 cores with the server, and the source file sits in
+//! the page cache: this compares clients, not disks.
+
+#[path = "../../tests/support/s3_server.rs"]
+mod s3_server;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use s3_server::{ACCESS_KEY_ID, REGION, S3Server, SECRET_ACCESS_KEY};
+
+const BUCKET: &str = "bench";
+
+/// Wall time and peak RSS (KiB) of one run.
+type Sample = (Duration, i64);
+/// Size of the second Wharf run that shows RSS does not grow with the file.
+const SMALL_MIB: u64 = 128;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs a command, returning its wall time, peak RSS in KiB and stdout.
+fn measure(cmd: &mut Command) -> anyhow::Result<(Duration, i64, String)> {
+    let started = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.expect("piped");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out)?;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; `usage` is a valid out-parameter.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    anyhow::ensure!(
+        waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed"
+    );
+    Ok((started.elapsed(), usage.ru_maxrss, out))
+}
+
+fn write_source(path: &Path, mib: u64) -> anyhow::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    let block: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    for i in 0..mib {
+        let mut block = block.clone();
+        block[..8].copy_from_slice(&i.to_le_bytes());
+        file.write_all(&block)?;
+    }
+    Ok(())
+}
+
+struct Bench {
+    work: PathBuf,
+    endpoint: String,
+    aws: PathBuf,
+}
+
+impl Bench {
+    /// A Wharf config whose catalog is fresh, so an upload is never deduplicated.
+    fn wharf(&self, data: &str, args: &[&str]) -> Command {
+        let config = self.work.join(format!("{data}.toml"));
+        let text = format!(
+            r#"[host]
+data_dir = "{data}"
+sandbox_roots = ["."]
+default_provider = "s3"
+
+[providers.local]
+plugin = "local"
+storage_dir = "{data}/local"
+
+[providers.s3]
+plugin = "s3"
+allowed_hosts = ["{endpoint}"]
+secrets = {{ access_key_id = "BENCH_S3_KEY_ID", secret_access_key = "BENCH_S3_SECRET" }}
+config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", prefix = "wharf/" }}
+"#,
+            endpoint = self.endpoint
+        );
+        std::fs::write(&config, text).expect("writing the bench config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.current_dir(&self.work)
+            .env("BENCH_S3_KEY_ID", ACCESS_KEY_ID)
+            .env("BENCH_S3_SECRET", SECRET_ACCESS_KEY)
+            .arg("--config")
+            .arg(&config)
+            .arg("--json")
+            .args(args);
+        cmd
+    }
+
+    /// Uploads `file` with Wharf: time, peak RSS and the id it printed.
+    fn wharf_upload(&self, data: &str, file: &str) -> anyhow::Result<(Sample, String)> {
+        let (took, rss, out) = measure(&mut self.wharf(data, &["upload", file]))?;
+        let id = serde_json::from_str::<serde_json::Value>(&out)?["id"]
+            .as_str()
+            .context("wharf upload printed no id")?
+            .to_string();
+        Ok(((took, rss), id))
+    }
+
+    /// Downloads `id` with Wharf and checks it against `file`.
+    fn wharf_download(&self, data: &str, id: &str, file: &str) -> anyhow::Result<Sample> {
+        let back = format!("{file}.wharf-back");
+        let (took, rss, _) = measure(&mut self.wharf(data, &["download", id, "-o", &back]))?;
+        self.check_same(file, &back)?;
+        Ok((took, rss))
+    }
+
+    fn aws(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.aws);
+        cmd.current_dir(&self.work)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args([
+                "--endpoint-url",
+                &self.endpoint,
+                "--only-show-errors",
+                "s3",
+                "cp",
+            ])
+            .args(args);
+        cmd
+    }
+
+    fn rclone(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("rclone");
+        cmd.current_dir(&self.work)
+            // rclone 1.60's S3 client fails on a CA bundle with a plain-HTTP
+            // transport; the endpoint is plain HTTP, so no bundle is needed.
+            .env_remove("AWS_CA_BUNDLE")
+            .env("RCLONE_CONFIG", "/dev/null")
+            .env("RCLONE_CONFIG_BENCH_TYPE", "s3")
+            .env("RCLONE_CONFIG_BENCH_PROVIDER", "SeaweedFS")
+            .env("RCLONE_CONFIG_BENCH_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env("RCLONE_CONFIG_BENCH_REGION", REGION)
+            .env("RCLONE_CONFIG_BENCH_ENDPOINT", &self.endpoint)
+            .arg("copyto")
+            .args(args);
+        cmd
+    }
+
+    fn check_same(&self, a: &str, b: &str) -> anyhow::Result<()> {
+        let (a_len, b_len) = (
+            std::fs::metadata(self.work.join(a))?.len(),
+            std::fs::metadata(self.work.join(b))?.len(),
+        );
+        anyhow::ensure!(a_len == b_len, "{b} is {b_len} bytes, {a} is {a_len}");
+        let status = Command::new("cmp")
+            .current_dir(&self.work)
+            .args(["-s", a, b])
+            .status()?;
+        anyhow::ensure!(status.success(), "{b} differs from {a}");
+        std::fs::remove_file(self.work.join(b))?;
+        Ok(())
+    }
+}
+
+fn mib_s(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / took.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mib = env_u64("WHARF_BENCH_MIB", 1024);
+    let runs = env_u64("WHARF_BENCH_RUNS", 3).max(1);
+    let size = mib << 20;
+    let aws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/aws");
+    anyhow::ensure!(
+        aws.is_file(),
+        "{} is missing; run scripts/bench",
+        aws.display()
+    );
+    anyhow::ensure!(
+        Command::new("rclone")
+            .arg("version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+        "rclone is missing; run scripts/bench (it installs Debian's rclone)"
+    );
+
+    let server = S3Server::start().await;
+    server.create_bucket(BUCKET).await;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let bench = Bench {
+        work: dir.path().to_path_buf(),
+        endpoint: server.endpoint.clone(),
+        aws,
+    };
+    write_source(&bench.work.join("big.bin"), mib)?;
+    write_source(&bench.work.join("small.bin"), SMALL_MIB)?;
+    // Warm the page cache and Wharf's compiled-component cache.
+    measure(
+        Command::new("sh")
+            .current_dir(&bench.work)
+            .args(["-c", "cat big.bin small.bin > /dev/null"]),
+    )?;
+    for run in 0..runs {
+        measure(&mut bench.wharf(&format!("data{run}"), &["plugins"]))?;
+    }
+    measure(&mut bench.wharf("data-small", &["plugins"]))?;
+
+    // Tools take turns within each round, so that the load of this shared
+    // machine weighs on all of them alike; the fastest run of each counts.
+    let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+    for run in 0..runs {
+        let data = format!("data{run}");
+        let (sample, id) = bench.wharf_upload(&data, "big.bin")?;
+        samples.entry("wharf up").or_default().push(sample);
+        let aws_key = format!("s3://{BUCKET}/aws/big-{run}.bin");
+        let (t, rss, _) = measure(&mut bench.aws(&["big.bin", &aws_key]))?;
+        samples.entry("aws up").or_default().push((t, rss));
+        // A new key each run: rclone skips a copy whose destination looks identical.
+        let rclone_key = format!("bench:{BUCKET}/rclone/big-{run}.bin");
+        let (t, rss, _) = measure(&mut bench.rclone(&["big.bin", &rclone_key]))?;
+        samples.entry("rclone up").or_default().push((t, rss));
+
+        let sample = bench.wharf_download(&data, &id, "big.bin")?;
+        samples.entry("wharf down").or_default().push(sample);
+        let (t, rss, _) = measure(&mut bench.aws(&[&aws_key, "aws-back.bin"]))?;
+        bench.check_same("big.bin", "aws-back.bin")?;
+        samples.entry("aws down").or_default().push((t, rss));
+        let (t, rss, _) = measure(&mut bench.rclone(&[&rclone_key, "rclone-back.bin"]))?;
+        bench.check_same("big.bin", "rclone-back.bin")?;
+        samples.entry("rclone down").or_default().push((t, rss));
+    }
+    let best = |what: &str| -> Sample {
+        samples[what]
+            .iter()
+            .copied()
+            .min_by_key(|s| s.0)
+            .expect("at least one run")
+    };
+    let (wharf_up, aws_up, rclone_up) = (best("wharf up"), best("aws up"), best("rclone up"));
+    let (wharf_down, aws_down, rclone_down) =
+        (best("wharf down"), best("aws down"), best("rclone down"));
+    let (small_up, small_id) = bench.wharf_upload("data-small", "small.bin")?;
+    let small_down = bench.wharf_download("data-small", &small_id, "small.bin")?;
+
+    println!(
+        "transfer of {mib} MiB to and from a local SeaweedFS S3 server, best of {runs} (page cache warm)"
+    );
+    let line = |what: &str, (took, rss): Sample| {
+        println!(
+            "  {what:<22} {:>7.0} MiB/s  ({:>6.2} s, peak RSS {:>4} MiB)",
+            mib_s(size, took),
+            took.as_secs_f64(),
+            rss / 1024
+        );
+    };
+    line("wharf upload", wharf_up);
+    line("aws s3 cp upload", aws_up);
+    line("rclone copyto upload", rclone_up);
+    line("wharf download", wharf_down);
+    line("aws s3 cp download", aws_down);
+    line("rclone copyto download", rclone_down);
+    let ratio = |a: Sample, b: Sample| b.0.as_secs_f64() / a.0.as_secs_f64();
+    println!(
+        "  speed ratio wharf/aws:    upload {:.2}, download {:.2}",
+        ratio(wharf_up, aws_up),
+        ratio(wharf_down, aws_down)
+    );
+    println!(
+        "  speed ratio wharf/rclone: upload {:.2}, download {:.2}",
+        ratio(wharf_up, rclone_up),
+        ratio(wharf_down, rclone_down)
+    );
+    println!(
+        "  wharf peak RSS: {SMALL_MIB} MiB file: upload {} MiB, download {} MiB; {mib} MiB file: upload {} MiB, download {} MiB",
+        small_up.1 / 1024,
+        small_down.1 / 1024,
+        wharf_up.1 / 1024,
+        wharf_down.1 / 1024
+    );
+    drop(server);
+    Ok(())
+}
