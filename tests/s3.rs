@@ -116,15 +116,9 @@ async fn round_trip_keeps_bytes_name_and_digest() {
     assert!(remote.created_at.is_some());
 
     // An empty file is an object too.
-    let empty = gateway
-        .upload(Source::Path(scratch.write("empty.txt", b"")), &to("s3"))
-        .await
-        .unwrap();
+    let empty = gateway.upload(Source::Path(scratch.write("empty.txt", b"")), &to("s3")).await.unwrap();
     let dest = scratch.work().join("empty-back.txt");
-    gateway
-        .download(&empty.id, Some(&dest), None)
-        .await
-        .unwrap();
+    gateway.download(&empty.id, Some(&dest), None).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), b"");
 
     gateway.remove(&up.id).await.unwrap();

@@ -31,19 +31,13 @@ type Sample = (Duration, i64);
 const SMALL_MIB: u64 = 128;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// Runs a command, returning its wall time, peak RSS in KiB and stdout.
 fn measure(cmd: &mut Command) -> anyhow::Result<(Duration, i64, String)> {
     let started = Instant::now();
-    let child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {cmd:?}"))?;
+    let child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("starting {cmd:?}"))?;
     let pid = child.id() as libc::pid_t;
     let mut stdout = child.stdout.expect("piped");
     let mut out = String::new();
@@ -52,18 +46,13 @@ fn measure(cmd: &mut Command) -> anyhow::Result<(Duration, i64, String)> {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child; `usage` is a valid out-parameter.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    anyhow::ensure!(
-        waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed"
-    );
+    anyhow::ensure!(waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed");
     Ok((started.elapsed(), usage.ru_maxrss, out))
 }
 
 fn write_source(path: &Path, mib: u64) -> anyhow::Result<()> {
     let mut file = std::fs::File::create(path)?;
-    let block: Vec<u8> = (0..(1u32 << 20))
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
+    let block: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
     for i in 0..mib {
         let mut block = block.clone();
         block[..8].copy_from_slice(&i.to_le_bytes());
@@ -139,13 +128,7 @@ config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", p
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .args([
-                "--endpoint-url",
-                &self.endpoint,
-                "--only-show-errors",
-                "s3",
-                "cp",
-            ])
+            .args(["--endpoint-url", &self.endpoint, "--only-show-errors", "s3", "cp"])
             .args(args);
         cmd
     }
@@ -169,15 +152,9 @@ config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", p
     }
 
     fn check_same(&self, a: &str, b: &str) -> anyhow::Result<()> {
-        let (a_len, b_len) = (
-            std::fs::metadata(self.work.join(a))?.len(),
-            std::fs::metadata(self.work.join(b))?.len(),
-        );
+        let (a_len, b_len) = (std::fs::metadata(self.work.join(a))?.len(), std::fs::metadata(self.work.join(b))?.len());
         anyhow::ensure!(a_len == b_len, "{b} is {b_len} bytes, {a} is {a_len}");
-        let status = Command::new("cmp")
-            .current_dir(&self.work)
-            .args(["-s", a, b])
-            .status()?;
+        let status = Command::new("cmp").current_dir(&self.work).args(["-s", a, b]).status()?;
         anyhow::ensure!(status.success(), "{b} differs from {a}");
         std::fs::remove_file(self.work.join(b))?;
         Ok(())
@@ -194,36 +171,20 @@ async fn main() -> anyhow::Result<()> {
     let runs = env_u64("WHARF_BENCH_RUNS", 3).max(1);
     let size = mib << 20;
     let aws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/aws");
+    anyhow::ensure!(aws.is_file(), "{} is missing; run scripts/bench", aws.display());
     anyhow::ensure!(
-        aws.is_file(),
-        "{} is missing; run scripts/bench",
-        aws.display()
-    );
-    anyhow::ensure!(
-        Command::new("rclone")
-            .arg("version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success()),
+        Command::new("rclone").arg("version").stdout(Stdio::null()).status().is_ok_and(|s| s.success()),
         "rclone is missing; run scripts/bench (it installs Debian's rclone)"
     );
 
     let server = S3Server::start().await;
     server.create_bucket(BUCKET).await;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
-    let bench = Bench {
-        work: dir.path().to_path_buf(),
-        endpoint: server.endpoint.clone(),
-        aws,
-    };
+    let bench = Bench { work: dir.path().to_path_buf(), endpoint: server.endpoint.clone(), aws };
     write_source(&bench.work.join("big.bin"), mib)?;
     write_source(&bench.work.join("small.bin"), SMALL_MIB)?;
     // Warm the page cache and Wharf's compiled-component cache.
-    measure(
-        Command::new("sh")
-            .current_dir(&bench.work)
-            .args(["-c", "cat big.bin small.bin > /dev/null"]),
-    )?;
+    measure(Command::new("sh").current_dir(&bench.work).args(["-c", "cat big.bin small.bin > /dev/null"]))?;
     for run in 0..runs {
         measure(&mut bench.wharf(&format!("data{run}"), &["plugins"]))?;
     }
@@ -253,22 +214,13 @@ async fn main() -> anyhow::Result<()> {
         bench.check_same("big.bin", "rclone-back.bin")?;
         samples.entry("rclone down").or_default().push((t, rss));
     }
-    let best = |what: &str| -> Sample {
-        samples[what]
-            .iter()
-            .copied()
-            .min_by_key(|s| s.0)
-            .expect("at least one run")
-    };
+    let best = |what: &str| -> Sample { samples[what].iter().copied().min_by_key(|s| s.0).expect("at least one run") };
     let (wharf_up, aws_up, rclone_up) = (best("wharf up"), best("aws up"), best("rclone up"));
-    let (wharf_down, aws_down, rclone_down) =
-        (best("wharf down"), best("aws down"), best("rclone down"));
+    let (wharf_down, aws_down, rclone_down) = (best("wharf down"), best("aws down"), best("rclone down"));
     let (small_up, small_id) = bench.wharf_upload("data-small", "small.bin")?;
     let small_down = bench.wharf_download("data-small", &small_id, "small.bin")?;
 
-    println!(
-        "transfer of {mib} MiB to and from a local SeaweedFS S3 server, best of {runs} (page cache warm)"
-    );
+    println!("transfer of {mib} MiB to and from a local SeaweedFS S3 server, best of {runs} (page cache warm)");
     let line = |what: &str, (took, rss): Sample| {
         println!(
             "  {what:<22} {:>7.0} MiB/s  ({:>6.2} s, peak RSS {:>4} MiB)",
