@@ -6,6 +6,30 @@
 //! failed chunk from the offset the server reports. Downloads return the
 //! response body as is. The key travels only in headers the host fills in
 //! (`{{secret:api_key}}`).
+//!
+//! ```toml
+//! [providers.supabase]
+//! plugin = "supabase"
+//! allowed_hosts = ["https://<ref>.supabase.co", "https://<ref>.storage.supabase.co"]
+//! secrets = { api_key = "SUPABASE_SERVICE_KEY" }
+//!
+//! [providers.supabase.config]
+//! base_url = "https://<ref>.storage.supabase.co/storage/v1"   # required
+//! bucket = "files"                                            # required
+//! # The defaults:
+//! prefix = ""                 # put before each key (the content's SHA-256)
+//! upsert = false              # true: overwrite an existing key (x-upsert)
+//! tus_threshold = 6291456     # bytes; larger objects go through TUS
+//! list_version = "auto"       # "v2" (cursor), "v1" (offset), or v2 falling back to v1
+//! signed_url_expiry = 3600    # seconds, when the host asks for no expiry
+//! auth = "both"               # or "apikey"
+//! ```
+//!
+//! `auth = "both"` sends the key as `apikey` and as `Authorization: Bearer`
+//! (legacy `anon`/`service_role` JWT keys); `auth = "apikey"` sends `apikey`
+//! only, for the newer `sb_secret_…`/`sb_publishable_…` keys, which are not
+//! JWTs. The TUS server answers with an absolute `Location`, which must be
+//! inside `allowed_hosts` too.
 
 mod config;
 mod core;
