@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use exports::wharf::provider::adapter::{
+pub use self::exports::wharf::provider::adapter::{
     Capabilities, ContentKind, DownloadResult, DownloadSupport, ObjectRef, Page, UploadRequest,
 };
-pub use wharf::provider::types::{ErrorKind, ObjectInfo, ProviderError};
+pub use self::wharf::provider::types::{ErrorKind, ObjectInfo, ProviderError};
