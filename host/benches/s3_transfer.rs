@@ -1,7 +1,7 @@
 //! 1 GiB up to and down from a local S3 server (SeaweedFS, the tests' harness)
 //! through Wharf's S3 adapter (the release `wharf` binary), against `aws s3 cp`
-//! and `rclone copyto` on the same server in the same run, each with its
-//! default settings; and Wharf's peak RSS at two sizes, to show it is flat.
+//! and `rclone copyto` in the same run, each with its default settings and a
+//! fresh server of its own; and Wharf's peak RSS at two sizes, to show it is flat.
 //!
 //! `scripts/bench` installs the tools and runs this; or
 //! `cargo bench --bench s3_transfer` with `weed` and `aws` in target/test-venv
@@ -68,7 +68,8 @@ struct Bench {
 }
 
 impl Bench {
-    /// A Wharf config whose catalog is fresh, so an upload is never deduplicated.
+    /// `wharf` with a config for this server, its data (catalog, compiled
+    /// components) under `data`.
     fn wharf(&self, data: &str, args: &[&str]) -> Command {
         let config = self.work.join(format!("{data}.toml"));
         let text = format!(
@@ -101,22 +102,36 @@ config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", p
         cmd
     }
 
-    /// Uploads `file` with Wharf: time, peak RSS and the id it printed.
-    fn wharf_upload(&self, data: &str, file: &str) -> anyhow::Result<(Sample, String)> {
-        let (took, rss, out) = measure(&mut self.wharf(data, &["upload", file]))?;
+    /// Uploads then downloads `file` with Wharf, in a fresh data directory
+    /// (so the upload is never deduplicated) whose compiled-component cache
+    /// is warmed first.
+    fn wharf_round_trip(&self, data: &str, file: &str) -> anyhow::Result<(Sample, Sample)> {
+        measure(&mut self.wharf(data, &["plugins"]))?;
+        let (up, up_rss, out) = measure(&mut self.wharf(data, &["upload", file]))?;
         let id = serde_json::from_str::<serde_json::Value>(&out)?["id"]
             .as_str()
             .context("wharf upload printed no id")?
             .to_string();
-        Ok(((took, rss), id))
+        let back = format!("{file}.wharf-back");
+        let (down, down_rss, _) = measure(&mut self.wharf(data, &["download", &id, "-o", &back]))?;
+        self.check_same(file, &back)?;
+        Ok(((up, up_rss), (down, down_rss)))
     }
 
-    /// Downloads `id` with Wharf and checks it against `file`.
-    fn wharf_download(&self, data: &str, id: &str, file: &str) -> anyhow::Result<Sample> {
-        let back = format!("{file}.wharf-back");
-        let (took, rss, _) = measure(&mut self.wharf(data, &["download", id, "-o", &back]))?;
-        self.check_same(file, &back)?;
-        Ok((took, rss))
+    fn aws_round_trip(&self) -> anyhow::Result<(Sample, Sample)> {
+        let key = format!("s3://{BUCKET}/aws/big.bin");
+        let (up, up_rss, _) = measure(&mut self.aws(&["big.bin", &key]))?;
+        let (down, down_rss, _) = measure(&mut self.aws(&[&key, "aws-back.bin"]))?;
+        self.check_same("big.bin", "aws-back.bin")?;
+        Ok(((up, up_rss), (down, down_rss)))
+    }
+
+    fn rclone_round_trip(&self) -> anyhow::Result<(Sample, Sample)> {
+        let key = format!("bench:{BUCKET}/rclone/big.bin");
+        let (up, up_rss, _) = measure(&mut self.rclone(&["big.bin", &key]))?;
+        let (down, down_rss, _) = measure(&mut self.rclone(&[&key, "rclone-back.bin"]))?;
+        self.check_same("big.bin", "rclone-back.bin")?;
+        Ok(((up, up_rss), (down, down_rss)))
     }
 
     fn aws(&self, args: &[&str]) -> Command {
@@ -177,9 +192,8 @@ async fn main() -> anyhow::Result<()> {
         "rclone is missing; run scripts/bench (it installs Debian's rclone)"
     );
 
-    let server = S3Server::start().await;
-    server.create_bucket(BUCKET).await;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+<<<<<<< HEAD
     let bench = Bench { work: dir.path().to_path_buf(), endpoint: server.endpoint.clone(), aws };
     write_source(&bench.work.join("big.bin"), mib)?;
     write_source(&bench.work.join("small.bin"), SMALL_MIB)?;
@@ -189,36 +203,73 @@ async fn main() -> anyhow::Result<()> {
         measure(&mut bench.wharf(&format!("data{run}"), &["plugins"]))?;
     }
     measure(&mut bench.wharf("data-small", &["plugins"]))?;
+=======
+    let work = dir.path().to_path_buf();
+    write_source(&work.join("big.bin"), mib)?;
+    write_source(&work.join("small.bin"), SMALL_MIB)?;
+    // Warm the page cache.
+    measure(
+        Command::new("sh")
+            .current_dir(&work)
+            .args(["-c", "cat big.bin small.bin > /dev/null"]),
+    )?;
+>>>>>>> s3
 
-    // Tools take turns within each round, so that the load of this shared
-    // machine weighs on all of them alike; the fastest run of each counts.
-    let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+    // Each run of each tool gets a fresh server: the same starting state for
+    // all, and the disk holds one uploaded copy at a time. Tools take turns
+    // within a round, so that the load of this shared machine weighs on all
+    // of them alike; the fastest run of each counts.
+    let mut samples: BTreeMap<(&str, &str), Vec<Sample>> = BTreeMap::new();
     for run in 0..runs {
-        let data = format!("data{run}");
-        let (sample, id) = bench.wharf_upload(&data, "big.bin")?;
-        samples.entry("wharf up").or_default().push(sample);
-        let aws_key = format!("s3://{BUCKET}/aws/big-{run}.bin");
-        let (t, rss, _) = measure(&mut bench.aws(&["big.bin", &aws_key]))?;
-        samples.entry("aws up").or_default().push((t, rss));
-        // A new key each run: rclone skips a copy whose destination looks identical.
-        let rclone_key = format!("bench:{BUCKET}/rclone/big-{run}.bin");
-        let (t, rss, _) = measure(&mut bench.rclone(&["big.bin", &rclone_key]))?;
-        samples.entry("rclone up").or_default().push((t, rss));
-
-        let sample = bench.wharf_download(&data, &id, "big.bin")?;
-        samples.entry("wharf down").or_default().push(sample);
-        let (t, rss, _) = measure(&mut bench.aws(&[&aws_key, "aws-back.bin"]))?;
-        bench.check_same("big.bin", "aws-back.bin")?;
-        samples.entry("aws down").or_default().push((t, rss));
-        let (t, rss, _) = measure(&mut bench.rclone(&[&rclone_key, "rclone-back.bin"]))?;
-        bench.check_same("big.bin", "rclone-back.bin")?;
-        samples.entry("rclone down").or_default().push((t, rss));
+        for tool in ["wharf", "aws", "rclone"] {
+            let server = S3Server::start().await;
+            server.create_bucket(BUCKET).await;
+            let bench = Bench {
+                work: work.clone(),
+                endpoint: server.endpoint.clone(),
+                aws: aws.clone(),
+            };
+            let (up, down) = match tool {
+                "wharf" => bench.wharf_round_trip(&format!("data{run}"), "big.bin")?,
+                "aws" => bench.aws_round_trip()?,
+                _ => bench.rclone_round_trip()?,
+            };
+            samples.entry((tool, "up")).or_default().push(up);
+            samples.entry((tool, "down")).or_default().push(down);
+        }
     }
+<<<<<<< HEAD
     let best = |what: &str| -> Sample { samples[what].iter().copied().min_by_key(|s| s.0).expect("at least one run") };
     let (wharf_up, aws_up, rclone_up) = (best("wharf up"), best("aws up"), best("rclone up"));
     let (wharf_down, aws_down, rclone_down) = (best("wharf down"), best("aws down"), best("rclone down"));
     let (small_up, small_id) = bench.wharf_upload("data-small", "small.bin")?;
     let small_down = bench.wharf_download("data-small", &small_id, "small.bin")?;
+=======
+    let best = |tool: &'static str, way: &'static str| -> Sample {
+        samples[&(tool, way)]
+            .iter()
+            .copied()
+            .min_by_key(|s| s.0)
+            .expect("at least one run")
+    };
+    let (wharf_up, aws_up, rclone_up) =
+        (best("wharf", "up"), best("aws", "up"), best("rclone", "up"));
+    let (wharf_down, aws_down, rclone_down) = (
+        best("wharf", "down"),
+        best("aws", "down"),
+        best("rclone", "down"),
+    );
+    let (small_up, small_down) = {
+        let server = S3Server::start().await;
+        server.create_bucket(BUCKET).await;
+        let bench = Bench {
+            work: work.clone(),
+            endpoint: server.endpoint.clone(),
+            aws: aws.clone(),
+        };
+        bench.wharf_round_trip("data-small", "small.bin")?
+    };
+>>>>>>> s3
 
     println!("transfer of {mib} MiB to and from a local SeaweedFS S3 server, best of {runs} (page cache warm)");
     let line = |what: &str, (took, rss): Sample| {
@@ -253,6 +304,5 @@ async fn main() -> anyhow::Result<()> {
         wharf_up.1 / 1024,
         wharf_down.1 / 1024
     );
-    drop(server);
     Ok(())
 }
