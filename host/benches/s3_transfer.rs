@@ -193,27 +193,11 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
-<<<<<<< HEAD
-    let bench = Bench { work: dir.path().to_path_buf(), endpoint: server.endpoint.clone(), aws };
-    write_source(&bench.work.join("big.bin"), mib)?;
-    write_source(&bench.work.join("small.bin"), SMALL_MIB)?;
-    // Warm the page cache and Wharf's compiled-component cache.
-    measure(Command::new("sh").current_dir(&bench.work).args(["-c", "cat big.bin small.bin > /dev/null"]))?;
-    for run in 0..runs {
-        measure(&mut bench.wharf(&format!("data{run}"), &["plugins"]))?;
-    }
-    measure(&mut bench.wharf("data-small", &["plugins"]))?;
-=======
     let work = dir.path().to_path_buf();
     write_source(&work.join("big.bin"), mib)?;
     write_source(&work.join("small.bin"), SMALL_MIB)?;
     // Warm the page cache.
-    measure(
-        Command::new("sh")
-            .current_dir(&work)
-            .args(["-c", "cat big.bin small.bin > /dev/null"]),
-    )?;
->>>>>>> s3
+    measure(Command::new("sh").current_dir(&work).args(["-c", "cat big.bin small.bin > /dev/null"]))?;
 
     // Each run of each tool gets a fresh server: the same starting state for
     // all, and the disk holds one uploaded copy at a time. Tools take turns
@@ -224,11 +208,7 @@ async fn main() -> anyhow::Result<()> {
         for tool in ["wharf", "aws", "rclone"] {
             let server = S3Server::start().await;
             server.create_bucket(BUCKET).await;
-            let bench = Bench {
-                work: work.clone(),
-                endpoint: server.endpoint.clone(),
-                aws: aws.clone(),
-            };
+            let bench = Bench { work: work.clone(), endpoint: server.endpoint.clone(), aws: aws.clone() };
             let (up, down) = match tool {
                 "wharf" => bench.wharf_round_trip(&format!("data{run}"), "big.bin")?,
                 "aws" => bench.aws_round_trip()?,
@@ -238,38 +218,17 @@ async fn main() -> anyhow::Result<()> {
             samples.entry((tool, "down")).or_default().push(down);
         }
     }
-<<<<<<< HEAD
-    let best = |what: &str| -> Sample { samples[what].iter().copied().min_by_key(|s| s.0).expect("at least one run") };
-    let (wharf_up, aws_up, rclone_up) = (best("wharf up"), best("aws up"), best("rclone up"));
-    let (wharf_down, aws_down, rclone_down) = (best("wharf down"), best("aws down"), best("rclone down"));
-    let (small_up, small_id) = bench.wharf_upload("data-small", "small.bin")?;
-    let small_down = bench.wharf_download("data-small", &small_id, "small.bin")?;
-=======
     let best = |tool: &'static str, way: &'static str| -> Sample {
-        samples[&(tool, way)]
-            .iter()
-            .copied()
-            .min_by_key(|s| s.0)
-            .expect("at least one run")
+        samples[&(tool, way)].iter().copied().min_by_key(|s| s.0).expect("at least one run")
     };
-    let (wharf_up, aws_up, rclone_up) =
-        (best("wharf", "up"), best("aws", "up"), best("rclone", "up"));
-    let (wharf_down, aws_down, rclone_down) = (
-        best("wharf", "down"),
-        best("aws", "down"),
-        best("rclone", "down"),
-    );
+    let (wharf_up, aws_up, rclone_up) = (best("wharf", "up"), best("aws", "up"), best("rclone", "up"));
+    let (wharf_down, aws_down, rclone_down) = (best("wharf", "down"), best("aws", "down"), best("rclone", "down"));
     let (small_up, small_down) = {
         let server = S3Server::start().await;
         server.create_bucket(BUCKET).await;
-        let bench = Bench {
-            work: work.clone(),
-            endpoint: server.endpoint.clone(),
-            aws: aws.clone(),
-        };
+        let bench = Bench { work: work.clone(), endpoint: server.endpoint.clone(), aws: aws.clone() };
         bench.wharf_round_trip("data-small", "small.bin")?
     };
->>>>>>> s3
 
     println!("transfer of {mib} MiB to and from a local SeaweedFS S3 server, best of {runs} (page cache warm)");
     let line = |what: &str, (took, rss): Sample| {
