@@ -4,7 +4,7 @@ mod common;
 
 use common::{Scratch, pattern, sha256_hex};
 use wharf::catalog::CopyState;
-use wharf::gateway::{GatewayError, Source, UploadOptions};
+use wharf::gateway::{GatewayError, Principal, Source, UploadOptions};
 use wharf::sandbox::{SandboxError, WriteError};
 
 #[tokio::test]
@@ -59,7 +59,7 @@ async fn same_content_is_stored_once_with_one_id() {
         gateway.upload(Source::Path(scratch.write("b.bin", &content)), &UploadOptions::default()).await.unwrap();
     assert_eq!(first.id, second.id);
     assert!(second.deduplicated);
-    assert_eq!(gateway.list(None).await.unwrap().len(), 1);
+    assert_eq!(common::records(&gateway, None).await.len(), 1);
     let stored: Vec<_> = walk(&scratch.data().join("local")).into_iter().filter(|p| !p.ends_with(".json")).collect();
     assert_eq!(stored.len(), 1, "one object file on disk: {stored:?}");
 
@@ -112,7 +112,7 @@ async fn paths_outside_the_sandbox_are_refused() {
             path.display()
         );
     }
-    assert!(gateway.list(None).await.unwrap().is_empty(), "nothing was uploaded");
+    assert!(common::records(&gateway, None).await.is_empty(), "nothing was uploaded");
 
     let up =
         gateway.upload(Source::Path(scratch.write("inside.txt", b"inside")), &UploadOptions::default()).await.unwrap();
@@ -142,7 +142,7 @@ async fn remove_deletes_the_object_and_the_record() {
     assert_eq!(gateway.list_remote(None).await.unwrap().len(), 1);
     let removed = gateway.remove(&up.id).await.unwrap();
     assert_eq!(removed.state, CopyState::Present);
-    assert!(gateway.list(None).await.unwrap().is_empty());
+    assert!(common::records(&gateway, None).await.is_empty());
     assert!(gateway.list_remote(None).await.unwrap().is_empty());
     assert!(matches!(gateway.download(&up.id, None, None).await, Err(GatewayError::UnknownId(_))));
 }
@@ -155,7 +155,7 @@ async fn a_copy_deleted_behind_wharfs_back_is_marked_gone() {
     std::fs::remove_file(scratch.data().join("local/objects").join(&up.sha256[..2]).join(&up.sha256)).unwrap();
     let err = gateway.download(&up.id, Some(&scratch.work().join("x2.txt")), None).await.unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
-    assert_eq!(gateway.list(None).await.unwrap()[0].state, CopyState::Gone);
+    assert_eq!(common::records(&gateway, None).await[0].state, CopyState::Gone);
     // Uploading the bytes again restores the copy under the same id.
     let again = gateway.upload(Source::Path(scratch.work().join("x.txt")), &UploadOptions::default()).await.unwrap();
     assert_eq!(again.id, up.id);
@@ -174,4 +174,57 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     files
+}
+
+#[tokio::test]
+async fn principals_share_bytes_but_not_records() {
+    let scratch = Scratch::new();
+    let gateway = scratch.open_gateway("").await;
+    let alice = gateway.caller(Principal::new("alice"));
+    let bob = gateway.caller(Principal::new("bob"));
+    let content = pattern(50_000);
+    let path = scratch.write("shared.bin", &content);
+
+    let theirs = alice.upload(Source::Path(path.clone()), &UploadOptions::default()).await.unwrap();
+    let mine = bob.upload(Source::Path(path), &UploadOptions::default()).await.unwrap();
+    assert!(!theirs.deduplicated);
+    assert!(mine.deduplicated, "the bytes were already at the provider: nothing sent");
+    assert_ne!(mine.id, theirs.id, "each principal gets its own record");
+    assert_eq!(mine.remote_id, theirs.remote_id, "of one stored object");
+    let objects = scratch.data().join("local/objects");
+    // The local adapter keeps each object beside a small JSON record of it.
+    let stored = || -> usize {
+        let shards = std::fs::read_dir(&objects).unwrap().map(|d| d.unwrap().path());
+        shards
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .filter(|f| f.as_ref().unwrap().path().extension().is_none())
+            .count()
+    };
+    assert_eq!(stored(), 1, "one copy on disk");
+
+    // Another principal's id answers exactly as an unknown one does.
+    for err in [
+        bob.info(&theirs.id).await.unwrap_err(),
+        bob.download(&theirs.id, Some(&scratch.work().join("x")), None).await.unwrap_err(),
+        bob.remove(&theirs.id).await.unwrap_err(),
+    ] {
+        assert!(matches!(err, GatewayError::UnknownId(_)), "{err}");
+    }
+    assert_eq!(common::records(&bob, None).await.len(), 1, "bob lists his own record only");
+
+    // Deleting one record keeps the bytes the other still points to.
+    alice.remove(&theirs.id).await.unwrap();
+    let dest = scratch.work().join("bob.bin");
+    bob.download(&mine.id, Some(&dest), None).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), content);
+    bob.remove(&mine.id).await.unwrap();
+    assert_eq!(stored(), 0, "the last record's removal deletes the bytes");
+
+    // An admin sees every principal's records.
+    let up = alice
+        .upload(Source::Bytes { name: "a.txt".into(), content: "a".into(), mime: None }, &UploadOptions::default())
+        .await
+        .unwrap();
+    let admin = gateway.caller(Principal { name: "root".into(), admin: true });
+    assert_eq!(admin.info(&up.id).await.unwrap().object.principal, "alice");
 }

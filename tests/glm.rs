@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{Scratch, pattern, sha256_hex};
 use fake::{FakeGlm, Reply};
 use wharf::catalog::CopyState;
-use wharf::gateway::{Gateway, GatewayError, Source, UploadOptions};
+use wharf::gateway::{Caller, GatewayError, Source, UploadOptions};
 use wharf::runtime::{CallError, ErrorKind, ProviderError};
 
 const KEY_VAR: &str = "WHARF_TEST_GLM_KEY";
@@ -48,12 +48,12 @@ retry = {{ base_delay_ms = 50 }}
     )
 }
 
-async fn glm_gateway(scratch: &Scratch, fake: &FakeGlm) -> Gateway {
+async fn glm_gateway(scratch: &Scratch, fake: &FakeGlm) -> Caller {
     scratch.gateway(&glm_entry("glm", fake, KEY_VAR, "")).await
 }
 
 fn to(provider: &str, purpose: Option<&str>) -> UploadOptions {
-    UploadOptions { provider: Some(provider.into()), purpose: purpose.map(str::to_string), name: None }
+    UploadOptions { provider: Some(provider.into()), purpose: purpose.map(str::to_string), ..UploadOptions::default() }
 }
 
 /// The provider's classified failure behind a gateway error.
@@ -104,7 +104,7 @@ async fn upload_stat_and_delete_go_through_the_files_api() {
     gateway.remove(&up.id).await.unwrap();
     assert!(fake.file(&up.remote_id).is_none());
     assert_eq!(fake.requests("DELETE", &format!("/files/{}", up.remote_id)).len(), 1);
-    assert!(gateway.list(Some("glm")).await.unwrap().is_empty());
+    assert!(common::records(&gateway, Some("glm")).await.is_empty());
 }
 
 #[tokio::test]
@@ -203,7 +203,7 @@ async fn content_is_refused_without_a_request_for_agent_and_code_interpreter() {
             "no content request was sent: {:?}",
             fake.seen()
         );
-        assert_eq!(gateway.list(Some("glm")).await.unwrap()[0].state, CopyState::Present);
+        assert_eq!(common::records(&gateway, Some("glm")).await[0].state, CopyState::Present);
         // The original still comes back, from the cache.
         let back = gateway.download(&up.id, Some(&scratch.work().join(format!("{purpose}.back"))), None).await.unwrap();
         assert_eq!((back.source, back.verified), ("cache", true));
@@ -243,7 +243,7 @@ async fn empty_balance_1113_fails_at_once_as_quota() {
     assert!(text.starts_with("glm: upload failed: quota exceeded (HTTP 429, 1113): uploading a.pdf"), "{text}");
     assert!(text.contains("余额不足"), "the provider's message: {text}");
     assert_eq!(fake.requests("POST", "/files").len(), 1, "never retried");
-    assert!(gateway.list(None).await.unwrap().is_empty(), "no copy recorded, no cache orphan");
+    assert!(common::records(&gateway, None).await.is_empty(), "no copy recorded, no cache orphan");
 }
 
 #[tokio::test]
@@ -338,7 +338,7 @@ async fn a_size_glm_did_not_store_is_refused_and_cleaned_up() {
     assert!(text.contains(&format!("GLM stored 3 bytes of 5000 as {short}; it was deleted again")), "{text}");
     assert!(fake.file(&short).is_none(), "the short copy is gone");
     assert_eq!(fake.requests("DELETE", &format!("/files/{short}")).len(), 1);
-    assert!(gateway.list(None).await.unwrap().is_empty(), "nothing recorded");
+    assert!(common::records(&gateway, None).await.is_empty(), "nothing recorded");
 }
 
 #[tokio::test]
@@ -371,7 +371,7 @@ async fn pre_checks_refuse_without_uploading() {
     assert!(matches!(provider_error(&err).kind, ErrorKind::QuotaExceeded), "{err}");
     assert!(err.to_string().contains("purpose file-extract already holds 100 files"), "{err}");
     assert!(fake.requests("POST", "/files").is_empty(), "nothing was uploaded");
-    assert!(gateway.list(None).await.unwrap().is_empty(), "no cache orphan either");
+    assert!(common::records(&gateway, None).await.is_empty(), "no cache orphan either");
 
     // Without the count check the server is the judge, and says no.
     let err = gateway.upload(Source::Path(report), &to("glm_unchecked", None)).await.unwrap_err();
@@ -432,7 +432,7 @@ async fn same_bytes_go_to_each_provider_once_and_into_the_cache_once() {
     assert_eq!(again.id, a.id);
     assert_eq!(first.requests("POST", "/files").len(), 1);
     assert_eq!(second.requests("POST", "/files").len(), 1);
-    assert_eq!(gateway.list(Some("local")).await.unwrap().len(), 1, "one cached original");
+    assert_eq!(common::records(&gateway, Some("local")).await.len(), 1, "one cached original");
     assert_eq!(a.backup_id, b.backup_id);
 }
 
@@ -464,7 +464,7 @@ async fn a_404_on_a_known_id_marks_the_copy_gone() {
         gateway.upload(Source::Path(scratch.write("d.jsonl", b"{}\n")), &to("glm", Some("batch"))).await.unwrap();
     let state = |id: String| {
         let gateway = &gateway;
-        async move { gateway.list(Some("glm")).await.unwrap().into_iter().find(|o| o.id == id).unwrap().state }
+        async move { common::records(gateway, Some("glm")).await.into_iter().find(|o| o.id == id).unwrap().state }
     };
 
     // Expired: stat no longer finds it.
@@ -507,5 +507,5 @@ async fn file_extract_content_refused_by_the_endpoint_is_explained() {
     let text = err.to_string();
     assert!(text.contains("have no retrievable content"), "the provider's message: {text}");
     assert!(text.contains("batch files only"), "the documented conflict: {text}");
-    assert_eq!(gateway.list(Some("glm")).await.unwrap()[0].state, CopyState::Present);
+    assert_eq!(common::records(&gateway, Some("glm")).await[0].state, CopyState::Present);
 }

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::{Scratch, hostile_plugin};
-use wharf::gateway::{Gateway, GatewayError, Source, UploadOptions};
+use wharf::gateway::{Caller, GatewayError, Source, UploadOptions};
 use wharf::runtime::{CallError, ErrorKind};
 
 fn hostile(name: &str, behaviour: &str, extra: &str) -> String {
@@ -17,14 +17,14 @@ fn hostile(name: &str, behaviour: &str, extra: &str) -> String {
     )
 }
 
-async fn upload_to(gateway: &Gateway, scratch: &Scratch, provider: &str) -> Result<(), GatewayError> {
+async fn upload_to(gateway: &Caller, scratch: &Scratch, provider: &str) -> Result<(), GatewayError> {
     let options = UploadOptions { provider: Some(provider.into()), ..Default::default() };
     let source = Source::Path(scratch.write("payload.txt", b"payload"));
     gateway.upload(source, &options).await.map(drop)
 }
 
 /// After a misbehaving call, the host still serves a normal one.
-async fn still_serves(gateway: &Gateway, scratch: &Scratch) {
+async fn still_serves(gateway: &Caller, scratch: &Scratch) {
     let up = gateway
         .upload(Source::Path(scratch.write("after.txt", b"still here")), &UploadOptions::default())
         .await
@@ -47,7 +47,7 @@ async fn endless_loop_stops_at_the_cpu_limit() {
     );
     assert!(err.to_string().contains("CPU limit of 300 ms"), "{err}");
     assert!(elapsed < Duration::from_secs(20), "stopped by the CPU limit, not the timeout ({elapsed:?})");
-    assert!(gateway.list(Some("spin")).await.unwrap().is_empty(), "a failed upload leaves no record");
+    assert!(common::records(&gateway, Some("spin")).await.is_empty(), "a failed upload leaves no record");
     still_serves(&gateway, &scratch).await;
 }
 

@@ -15,7 +15,7 @@ use fake::{ContentShape, FakeKimi, Fault, extracted_text, gaps};
 use wharf::body::{Body, FileRange};
 use wharf::catalog::CopyState;
 use wharf::config::Config;
-use wharf::gateway::{Gateway, GatewayError, Source, UploadOptions};
+use wharf::gateway::{Caller, Gateway, GatewayError, Source, UploadOptions};
 use wharf::runtime::{Adapter, CallError, ErrorKind, ObjectRef, ProviderError, Runtime};
 
 const KEY_VAR: &str = "WHARF_TEST_KIMI_KEY";
@@ -55,7 +55,7 @@ retry = {{ base_delay_ms = 50, max_delay_ms = 200 }}
     )
 }
 
-async fn setup() -> (Scratch, FakeKimi, Gateway) {
+async fn setup() -> (Scratch, FakeKimi, Caller) {
     let fake = FakeKimi::start(KEY).await;
     let scratch = Scratch::new();
     let gateway = scratch.gateway(&kimi_entry(&fake, KEY_VAR, &fake.base_url())).await;
@@ -72,7 +72,7 @@ async fn adapter(scratch: &Scratch, fake: &FakeKimi) -> (Runtime, Adapter) {
 }
 
 fn to_kimi(purpose: Option<&str>) -> UploadOptions {
-    UploadOptions { provider: Some("kimi".into()), purpose: purpose.map(str::to_string), name: None }
+    UploadOptions { provider: Some("kimi".into()), purpose: purpose.map(str::to_string), ..UploadOptions::default() }
 }
 
 fn provider_error(err: &GatewayError) -> &ProviderError {
@@ -130,7 +130,7 @@ async fn upload_stat_list_content_and_delete() {
     gateway.remove(&up.id).await.unwrap();
     assert_eq!(fake.requests_to(Method::DELETE, &format!("/v1/files/{}", up.remote_id)).len(), 1);
     assert!(fake.files().is_empty(), "the file is gone at Kimi");
-    assert!(gateway.list(Some("kimi")).await.unwrap().is_empty(), "and from Wharf's records");
+    assert!(common::records(&gateway, Some("kimi")).await.is_empty(), "and from Wharf's records");
 }
 
 #[tokio::test]
@@ -229,7 +229,7 @@ async fn status_error_on_http_200_fails_clearly_and_leaves_nothing() {
     assert!(text.contains("failed to parse the document"), "{text}");
     assert_eq!(fake.requests_to(Method::POST, "/v1/files").len(), 1, "not retried");
     assert!(fake.files().is_empty(), "the failed file was deleted at Kimi");
-    assert!(gateway.list(None).await.unwrap().is_empty(), "no record, not even the cache backup");
+    assert!(common::records(&gateway, None).await.is_empty(), "no record, not even the cache backup");
 }
 
 #[tokio::test]
@@ -277,7 +277,7 @@ async fn wrong_key_fails_at_once_naming_provider_operation_status_and_message() 
     );
     assert!(!format!("{err:?}").contains(WRONG_KEY), "the key never appears in errors");
     assert_eq!(fake.requests().len(), 1, "not retried");
-    assert!(gateway.list(None).await.unwrap().is_empty());
+    assert!(common::records(&gateway, None).await.is_empty());
 }
 
 #[tokio::test]
@@ -341,7 +341,7 @@ async fn pre_checks_refuse_without_sending_anything() {
         assert!(err.to_string().contains(expected), "{name} as {purpose:?}: {err}");
     }
     assert!(fake.requests().is_empty(), "nothing reached Kimi: {:?}", fake.requests());
-    assert!(gateway.list(None).await.unwrap().is_empty(), "and nothing was recorded");
+    assert!(common::records(&gateway, None).await.is_empty(), "and nothing was recorded");
 
     // Over 100 MB (10^8 bytes): refused by the adapter itself, before a byte
     // is read. A sparse file: its size is real, its blocks are not.
@@ -379,7 +379,7 @@ async fn same_bytes_twice_are_uploaded_once_and_cached_once() {
         .filter(|e| !e.file_name().to_string_lossy().ends_with(".json"))
         .count();
     assert_eq!(cached, 1, "one copy in the cache");
-    let records = gateway.list(None).await.unwrap();
+    let records = common::records(&gateway, None).await;
     assert_eq!(records.len(), 2, "one Kimi copy and one cache copy: {records:?}");
 }
 
@@ -394,7 +394,7 @@ async fn a_file_deleted_at_kimi_is_marked_gone_and_the_cache_still_serves_it() {
         remote_error.contains("kimi: stat failed: not found (HTTP 404, resource_not_found_error)"),
         "{remote_error}"
     );
-    let kimi = gateway.list(Some("kimi")).await.unwrap();
+    let kimi = common::records(&gateway, Some("kimi")).await;
     assert_eq!(kimi[0].state, CopyState::Gone);
     let down = gateway.download(&up.id, Some(&scratch.work().join("back.pdf")), None).await.unwrap();
     assert_eq!(down.source, "cache");
@@ -494,7 +494,8 @@ async fn config_mistakes_stop_the_host_naming_the_provider() {
 
     // A trailing slash is fine; default_purpose applies to plain documents.
     let config = format!("{{ base_url = \"{}/\", default_purpose = \"batch\" }}", fake.base_url());
-    let gateway = Gateway::open(Config::load(&scratch.write_config(&entry(&config))).unwrap()).await.unwrap();
+    let gateway =
+        Gateway::open(Config::load(&scratch.write_config(&entry(&config))).unwrap()).await.unwrap().host_caller();
     gateway.upload(Source::Path(scratch.write("jobs.jsonl", b"{}\n")), &to_kimi(None)).await.unwrap();
     let err = gateway.upload(Source::Path(scratch.write("notes.txt", b"notes")), &to_kimi(None)).await.unwrap_err();
     assert!(err.to_string().contains("purpose batch takes a JSON Lines file"), "{err}");

@@ -310,7 +310,7 @@ async fn a_wrong_secret_is_unauthorized_and_named() {
     );
     assert!(message.contains("secret_access_key"), "says what to check: {message}");
     assert!(!message.contains(WRONG_SECRET) && !message.contains(ACCESS_KEY_ID), "{message}");
-    assert!(gateway.list(None).await.unwrap().is_empty(), "nothing recorded");
+    assert!(common::records(&gateway, None).await.is_empty(), "nothing recorded");
 }
 
 #[tokio::test]
@@ -335,7 +335,7 @@ async fn a_missing_key_is_not_found() {
     direct.adapter.delete(&object(&up.remote_id)).await.unwrap();
     let err = gateway.download(&up.id, Some(&scratch.work().join("m2.txt")), None).await.unwrap_err();
     assert!(err.to_string().contains("not found (HTTP 404, NoSuchKey)"), "{err}");
-    assert_eq!(gateway.list(Some("s3")).await.unwrap()[0].state, CopyState::Gone);
+    assert_eq!(common::records(&gateway, Some("s3")).await[0].state, CopyState::Gone);
 }
 
 #[tokio::test]
@@ -360,7 +360,8 @@ storage_dir = "{data}/local"
     std::fs::write(scratch.config_path(), config).unwrap();
     let gateway = wharf::gateway::Gateway::open(Config::load(&scratch.config_path()).unwrap())
         .await
-        .expect("S3 is accepted as the cache provider");
+        .expect("S3 is accepted as the cache provider")
+        .host_caller();
     assert_eq!(gateway.config().cache_provider, "s3");
 
     let content = pattern(50_000);

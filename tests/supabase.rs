@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use supabase_fake::{BucketLimits, FakeSupabase, PatchFault, TUS_CHUNK, TusFault, V2Listing};
 use wharf::catalog::CopyState;
 use wharf::config::Config;
-use wharf::gateway::{Gateway, GatewayError, Source, UploadOptions};
+use wharf::gateway::{Caller, Gateway, GatewayError, Source, UploadOptions};
 use wharf::runtime::{Adapter, CallError, ErrorKind, ObjectRef, ProviderError, Runtime};
 
 /// A legacy (JWT) key: sent as `apikey` and as the bearer token.
@@ -130,7 +130,7 @@ async fn all_pages(adapter: &Adapter, limit: u32) -> (Vec<String>, Vec<String>) 
     }
 }
 
-async fn upload_distinct(gateway: &Gateway, scratch: &Scratch, count: usize) -> BTreeSet<String> {
+async fn upload_distinct(gateway: &Caller, scratch: &Scratch, count: usize) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     for i in 0..count {
         let content = format!("object number {i}").into_bytes();
@@ -228,7 +228,7 @@ async fn duplicate_is_refused_without_upsert_and_overwritten_with_it() {
         }
         assert_eq!(fake.requests().len(), 1, "{provider}: nothing after the refusal");
         assert_eq!(fake.get(BUCKET, &key).unwrap(), stale);
-        assert!(gateway.list(None).await.unwrap().is_empty(), "nothing recorded");
+        assert!(common::records(&gateway, None).await.is_empty(), "nothing recorded");
     }
 
     for provider in ["supabase_upsert", "tus_upsert"] {
@@ -266,7 +266,7 @@ async fn a_missing_object_is_not_found_and_marked_gone() {
     let info = gateway.info(&up.id).await.unwrap();
     let remote_error = info.remote_error.expect("stat fails");
     assert!(remote_error.contains("not found (HTTP 404, NoSuchKey)"), "{remote_error}");
-    assert_eq!(gateway.list(None).await.unwrap()[0].state, CopyState::Gone);
+    assert_eq!(common::records(&gateway, None).await[0].state, CopyState::Gone);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,7 +526,7 @@ async fn tus_upload_gives_up_after_bounded_attempts() {
     let patches = requests.iter().filter(|r| r.method == "PATCH").count();
     let heads = requests.iter().filter(|r| r.method == "HEAD").count();
     assert_eq!((patches, heads), (7, 5), "1 good chunk, 6 failed tries, 5 HEADs");
-    assert!(gateway.list(None).await.unwrap().is_empty());
+    assert!(common::records(&gateway, None).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,7 +638,7 @@ async fn supabase_can_be_the_cache_provider() {
     );
     std::fs::write(scratch.config_path(), text).unwrap();
     let config = Config::load(&scratch.config_path()).unwrap();
-    let gateway = Gateway::open(config).await.expect("supabase is accepted as the cache");
+    let gateway = Gateway::open(config).await.expect("supabase is accepted as the cache").host_caller();
     let plugin = &gateway.plugins()[0];
     assert_eq!(plugin.download, "original");
     assert!(plugin.persistent && plugin.presign && plugin.resumable_upload);

@@ -27,7 +27,7 @@ fn median_ms(mut samples: Vec<Duration>) -> f64 {
 }
 
 fn to(provider: &str, purpose: Option<&str>) -> UploadOptions {
-    UploadOptions { provider: Some(provider.into()), purpose: purpose.map(str::to_string), name: None }
+    UploadOptions { provider: Some(provider.into()), purpose: purpose.map(str::to_string), ..UploadOptions::default() }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,7 +55,7 @@ async fn run() -> anyhow::Result<()> {
             entry("glm_nocount", false)
         ),
     )?;
-    let gateway = Gateway::open(Config::load(&work.join("providers.toml"))?).await?;
+    let gateway = Gateway::open(Config::load(&work.join("providers.toml"))?).await?.host_caller();
 
     // Throughput: local first, which also fills the cache, so that the GLM
     // upload that follows measures the GLM path alone.

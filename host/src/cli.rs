@@ -2,13 +2,14 @@
 //! per result per line; errors go to stderr, and the exit code is 1 if any
 //! item failed (2 for usage errors, from clap).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use wharf::catalog::ObjectQuery;
 use wharf::config::{self, Config};
 use wharf::gateway::{Gateway, Source, UploadOptions};
 
@@ -78,6 +79,40 @@ enum Command {
     Plugins,
     /// Serve the Model Context Protocol over standard input and output
     Mcp,
+    /// Serve HTTP: download links, the file API, health and metrics (see docs/http-api.md)
+    Serve {
+        /// Address to listen on [default: [server] listen, else 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage the API tokens `wharf serve` accepts
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token; it is printed once and only its SHA-256 is kept
+    Create {
+        /// Who the token acts for
+        #[arg(long)]
+        principal: String,
+        /// The token sees every principal's files
+        #[arg(long)]
+        admin: bool,
+        /// Expire after this many days [default: never]
+        #[arg(long, value_name = "DAYS")]
+        expires: Option<u32>,
+    },
+    /// List tokens (never their secret part)
+    Ls,
+    /// Revoke a token by its id (tok_…)
+    Revoke {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
 }
 
 /// Prints results and errors in the chosen format, remembering failures.
@@ -127,30 +162,38 @@ fn human_size(bytes: u64) -> String {
 pub async fn run(cli: Cli) -> ExitCode {
     let mut out = Output { json: cli.json, failed: false };
     let config_path = config::locate(cli.config.as_deref());
-    let gateway = match Config::load(&config_path) {
-        Ok(config) => match Gateway::open(config).await {
-            Ok(gateway) => Arc::new(gateway),
-            Err(e) => {
-                out.error(None, &format_args!("{e:#}"));
-                return out.exit_code();
-            }
-        },
+    let config = match Config::load(&config_path) {
+        Ok(config) => config,
         Err(e) => {
             out.error(None, &e);
             return out.exit_code();
         }
     };
+    if let Command::Serve { listen } = cli.command {
+        if let Err(e) = wharf::http::serve(config, listen).await {
+            out.error(None, &format_args!("{e:#}"));
+        }
+        return out.exit_code();
+    }
+    let gateway = match Gateway::open(config).await {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            out.error(None, &format_args!("{e:#}"));
+            return out.exit_code();
+        }
+    };
+    let caller = gateway.host_caller();
     match cli.command {
         Command::Upload { paths, provider, purpose, name } => {
             if name.is_some() && paths.len() > 1 {
                 out.error(None, &"--name applies to one file; upload the files one at a time to name each");
                 return ExitCode::from(2);
             }
-            let options = UploadOptions { provider, purpose, name };
+            let options = UploadOptions { provider, purpose, name, max_size: None };
             for path in paths {
                 let input = path.display().to_string();
                 let source = if input == "-" { Source::Stdin } else { Source::Path(path) };
-                match gateway.upload(source, &options).await {
+                match caller.upload(source, &options).await {
                     Ok(up) => out.item(&up, |u| {
                         let dedup = if u.deduplicated { "  (already there)" } else { "" };
                         format!(
@@ -169,9 +212,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Download { ids, output, provider, derived } => {
             for id in ids {
                 let result = if derived {
-                    gateway.download_derived(&id, output.as_deref()).await
+                    caller.download_derived(&id, output.as_deref()).await
                 } else {
-                    gateway.download(&id, output.as_deref(), provider.as_deref()).await
+                    caller.download(&id, output.as_deref(), provider.as_deref()).await
                 };
                 match result {
                     Ok(down) => out.item(&down, |d| {
@@ -186,7 +229,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Info { id } => match gateway.info(&id).await {
+        Command::Info { id } => match caller.info(&id).await {
             Ok(info) => out.item(&info, |i| {
                 let mut text = serde_json::to_string_pretty(i).expect("info serializes");
                 text.insert_str(0, &format!("{}\n", i.object.name));
@@ -196,7 +239,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         Command::Ls { provider, remote } => {
             if remote {
-                match gateway.list_remote(provider.as_deref()).await {
+                match caller.list_remote(provider.as_deref()).await {
                     Ok(items) => {
                         for item in &items {
                             out.item(item, |i| {
@@ -208,9 +251,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                     Err(e) => out.error(provider.as_deref(), &e),
                 }
             } else {
-                match gateway.list(provider.as_deref()).await {
-                    Ok(objects) => {
-                        for object in &objects {
+                let query = ObjectQuery { provider: provider.clone(), ..ObjectQuery::default() };
+                match caller.list(query).await {
+                    Ok(page) => {
+                        for object in &page.files {
                             out.item(object, |o| {
                                 let gone = if o.state == wharf::catalog::CopyState::Gone { "  (gone)" } else { "" };
                                 format!("{}  {}  {}  {}{gone}", o.id, o.provider, human_size(o.size), o.name)
@@ -223,7 +267,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Rm { ids } => {
             for id in ids {
-                match gateway.remove(&id).await {
+                match caller.remove(&id).await {
                     Ok(removed) => out.item(&removed, |o| format!("removed {} ({} at {})", o.id, o.name, o.provider)),
                     Err(e) => out.error(Some(&id), &e),
                 }
@@ -241,10 +285,55 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Mcp => {
-            if let Err(e) = wharf::mcp::serve_stdio(gateway).await {
+            if let Err(e) = wharf::mcp::serve_stdio(caller).await {
                 out.error(None, &format_args!("{e:#}"));
             }
         }
+        Command::Token { command } => run_token(&gateway, command, &mut out).await,
+        Command::Serve { .. } => unreachable!("served above"),
     }
     out.exit_code()
+}
+
+async fn run_token(gateway: &Gateway, command: TokenCommand, out: &mut Output) {
+    match command {
+        TokenCommand::Create { principal, admin, expires } => {
+            match gateway.create_token(&principal, admin, expires).await {
+                Ok(created) => out.item(&created, |t| {
+                    let expiry =
+                        t.expires_at.map_or_else(|| "never expires".to_string(), |at| format!("expires at {at}"));
+                    let role = if t.admin { ", admin" } else { "" };
+                    format!(
+                        "{}\n(principal {}{role}, id {}, {expiry}; shown once: only its SHA-256 is kept)",
+                        t.token, t.principal, t.id
+                    )
+                }),
+                Err(e) => out.error(Some(&principal), &e),
+            }
+        }
+        TokenCommand::Ls => match gateway.tokens().await {
+            Ok(tokens) => {
+                for token in &tokens {
+                    out.item(token, |t| {
+                        let state = match (t.revoked_at, t.expires_at) {
+                            (Some(_), _) => "revoked".to_string(),
+                            (None, Some(at)) => format!("expires {at}"),
+                            (None, None) => "no expiry".to_string(),
+                        };
+                        let role = if t.admin { "admin" } else { "user" };
+                        format!("{}  {}  {role}  created {}  {state}", t.id, t.principal, t.created_at)
+                    });
+                }
+            }
+            Err(e) => out.error(None, &e),
+        },
+        TokenCommand::Revoke { ids } => {
+            for id in ids {
+                match gateway.revoke_token(&id).await {
+                    Ok(()) => out.item(&serde_json::json!({ "id": id, "revoked": true }), |_| format!("revoked {id}")),
+                    Err(e) => out.error(Some(&id), &e),
+                }
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +26,73 @@ pub struct Config {
     pub default_provider: String,
     pub cache_provider: String,
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// The principal the CLI and `wharf mcp` act as.
+    pub principal: String,
+    pub server: ServerConfig,
+    /// Per-principal settings; a principal not listed uses the host's.
+    pub principals: BTreeMap<String, PrincipalConfig>,
+}
+
+/// `[server]`: how `wharf serve` listens, authenticates and limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The base of the links handed out; `http://<listen>` when not set.
+    pub public_url: Option<String>,
+    pub auth: AuthMode,
+    pub shutdown_grace: Duration,
+    pub max_upload_bytes: u64,
+    /// For routes that do not move file bytes.
+    pub request_timeout: Duration,
+    pub cleanup_interval: Duration,
+    pub links: LinkLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// `Authorization: Bearer <token>` on every request.
+    Token,
+    /// No authentication: every request is the principal `local`. Loopback only.
+    None,
+}
+
+/// `[server.links]`
+#[derive(Debug, Clone, Copy)]
+pub struct LinkLimits {
+    /// Largest file, or directory total, a link may serve.
+    pub max_size: u64,
+    /// Link generations per principal per minute.
+    pub rate_per_minute: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            auth: AuthMode::Token,
+            shutdown_grace: Duration::from_secs(30),
+            max_upload_bytes: 1 << 30,
+            request_timeout: Duration::from_secs(30),
+            cleanup_interval: Duration::from_secs(300),
+            links: LinkLimits { max_size: 100 << 20, rate_per_minute: 60 },
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The base URL links are built on.
+    pub fn base_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_string()
+    }
+}
+
+/// `[principals.NAME]`
+#[derive(Debug, Clone)]
+pub struct PrincipalConfig {
+    /// Where this principal's paths may point; relative paths resolve against the first.
+    pub sandbox_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +253,37 @@ struct RawConfig {
     host: RawHost,
     #[serde(default)]
     providers: BTreeMap<String, Spanned<RawProvider>>,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    principals: BTreeMap<String, Spanned<RawPrincipal>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    public_url: Option<Spanned<String>>,
+    auth: Option<AuthMode>,
+    shutdown_grace_secs: Option<u64>,
+    max_upload_bytes: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    cleanup_interval_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    links: RawLinks,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLinks {
+    max_size: Option<u64>,
+    rate_per_minute: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrincipal {
+    sandbox_roots: Vec<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -194,6 +293,7 @@ struct RawHost {
     sandbox_roots: Option<Vec<Spanned<PathBuf>>>,
     default_provider: Option<Spanned<String>>,
     cache: Option<Spanned<String>>,
+    principal: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -393,8 +493,114 @@ impl Config {
                 vec![std::env::current_dir().map_err(|e| at(None, format!("cannot read the working directory: {e}")))?]
             }
         };
-        Ok(Config { file: file.to_path_buf(), data_dir, sandbox_roots, default_provider, cache_provider, providers })
+        let principal = match &raw.host.principal {
+            Some(name) => {
+                check_principal_name(name.get_ref()).map_err(|m| at(Some(name.span()), m))?;
+                name.get_ref().clone()
+            }
+            None => "local".to_string(),
+        };
+        let mut principals = BTreeMap::new();
+        for (name, entry) in &raw.principals {
+            check_principal_name(name).map_err(|m| at(Some(entry.span()), m))?;
+            let roots = &entry.get_ref().sandbox_roots;
+            if roots.is_empty() {
+                return Err(at(
+                    Some(entry.span()),
+                    format!(
+                        "principals.{name}.sandbox_roots is empty; list at least one directory, or remove the entry to use [host] sandbox_roots"
+                    ),
+                ));
+            }
+            let sandbox_roots = roots.iter().map(|r| resolve(r.get_ref())).collect();
+            principals.insert(name.clone(), PrincipalConfig { sandbox_roots });
+        }
+        let server = parse_server(&raw.server, &at)?;
+        Ok(Config {
+            file: file.to_path_buf(),
+            data_dir,
+            sandbox_roots,
+            default_provider,
+            cache_provider,
+            providers,
+            principal,
+            server,
+            principals,
+        })
     }
+}
+
+/// Principal names appear in URLs, logs and metrics: keep them plain.
+pub fn check_principal_name(name: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@');
+    if name.is_empty() || name.len() > 128 || !name.chars().all(plain) {
+        return Err(format!(
+            "principal name {name:?} may use only letters, digits, '-', '_', '.' and '@' (at most 128 characters)"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_server(
+    raw: &RawServer,
+    at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<ServerConfig, ConfigError> {
+    let defaults = ServerConfig::default();
+    let listen = match &raw.listen {
+        Some(listen) => listen.get_ref().parse().map_err(|_| {
+            at(
+                Some(listen.span()),
+                format!(
+                    "[server] listen = {:?} is not an address; write it as IP:PORT, e.g. \"127.0.0.1:8080\"",
+                    listen.get_ref()
+                ),
+            )
+        })?,
+        None => defaults.listen,
+    };
+    let public_url = match &raw.public_url {
+        Some(url) => {
+            let parsed = reqwest::Url::parse(url.get_ref()).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+            if parsed.is_none() {
+                return Err(at(
+                    Some(url.span()),
+                    format!(
+                        "[server] public_url = {:?} is not an http(s) URL; write the base people reach this server at, e.g. \"https://files.example.com\"",
+                        url.get_ref()
+                    ),
+                ));
+            }
+            Some(url.get_ref().clone())
+        }
+        None => None,
+    };
+    let cleanup_interval = match &raw.cleanup_interval_secs {
+        Some(secs) if *secs.get_ref() == 0 => {
+            return Err(at(Some(secs.span()), "[server] cleanup_interval_secs must be at least 1".into()));
+        }
+        Some(secs) => Duration::from_secs(*secs.get_ref()),
+        None => defaults.cleanup_interval,
+    };
+    let rate_per_minute = match &raw.links.rate_per_minute {
+        Some(rate) if *rate.get_ref() == 0 => {
+            return Err(at(
+                Some(rate.span()),
+                "[server.links] rate_per_minute must be at least 1 (it limits link generations per principal)".into(),
+            ));
+        }
+        Some(rate) => *rate.get_ref(),
+        None => defaults.links.rate_per_minute,
+    };
+    Ok(ServerConfig {
+        listen,
+        public_url,
+        auth: raw.auth.unwrap_or(defaults.auth),
+        shutdown_grace: raw.shutdown_grace_secs.map_or(defaults.shutdown_grace, Duration::from_secs),
+        max_upload_bytes: raw.max_upload_bytes.unwrap_or(defaults.max_upload_bytes),
+        request_timeout: raw.request_timeout_secs.map_or(defaults.request_timeout, Duration::from_secs),
+        cleanup_interval,
+        links: LinkLimits { max_size: raw.links.max_size.unwrap_or(defaults.links.max_size), rate_per_minute },
+    })
 }
 
 fn parse_plugin(value: &str, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<PluginSource, String> {

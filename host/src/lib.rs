@@ -8,6 +8,7 @@ pub mod body;
 pub mod catalog;
 pub mod config;
 pub mod gateway;
+pub mod http;
 pub mod mcp;
 pub mod runtime;
 pub mod sandbox;

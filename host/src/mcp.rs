@@ -1,7 +1,6 @@
 //! The Model Context Protocol server: Wharf's tools for AI clients.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -11,7 +10,7 @@ use rmcp::{Json, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::gateway::{Downloaded, Gateway, Source, UploadOptions, Uploaded};
+use crate::gateway::{Caller, Downloaded, Source, UploadOptions, Uploaded};
 
 /// A file to upload: a path inside the sandbox roots, or inline content.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -69,13 +68,13 @@ pub struct DownloadFileArgs {
 
 #[derive(Clone)]
 pub struct WharfMcp {
-    gateway: Arc<Gateway>,
+    gateway: Caller,
     tool_router: ToolRouter<Self>,
 }
 
 #[tool_router]
 impl WharfMcp {
-    pub fn new(gateway: Arc<Gateway>) -> Self {
+    pub fn new(gateway: Caller) -> Self {
         Self { gateway, tool_router: Self::tool_router() }
     }
 
@@ -86,7 +85,7 @@ impl WharfMcp {
         &self,
         Parameters(args): Parameters<UploadFilesArgs>,
     ) -> Result<Json<UploadFilesResult>, String> {
-        let options = UploadOptions { provider: args.provider, purpose: args.purpose, name: None };
+        let options = UploadOptions { provider: args.provider, purpose: args.purpose, ..UploadOptions::default() };
         let mut files = Vec::with_capacity(args.files.len());
         for input in args.files {
             let (label, source) = match input {
@@ -146,7 +145,7 @@ impl ServerHandler for WharfMcp {
 }
 
 /// Serves MCP on standard input and output until the client disconnects.
-pub async fn serve_stdio(gateway: Arc<Gateway>) -> anyhow::Result<()> {
+pub async fn serve_stdio(gateway: Caller) -> anyhow::Result<()> {
     let service = WharfMcp::new(gateway).serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     Ok(())

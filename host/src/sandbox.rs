@@ -47,7 +47,15 @@ struct Root {
 
 pub struct Sandbox {
     roots: Vec<Root>,
+    /// What relative paths are relative to.
     cwd: PathBuf,
+}
+
+/// A file or directory inside the roots, opened.
+pub enum Entry {
+    File(FileRange),
+    /// A directory, and its absolute path.
+    Directory(Dir, PathBuf),
 }
 
 /// A place to write inside a root.
@@ -59,7 +67,9 @@ pub struct Destination<'a> {
 }
 
 impl Sandbox {
-    pub fn open(roots: &[PathBuf]) -> Result<Self, SandboxError> {
+    /// Opens the roots. Relative paths resolve against `base` (the working
+    /// directory when `None`).
+    pub fn open(roots: &[PathBuf], base: Option<&PathBuf>) -> Result<Self, SandboxError> {
         let root_error = |path: &Path, source| SandboxError::Root { path: path.display().to_string(), source };
         let roots = roots
             .iter()
@@ -69,9 +79,11 @@ impl Sandbox {
                 Ok(Root { path, dir })
             })
             .collect::<Result<_, SandboxError>>()?;
-        let cwd = std::env::current_dir()
-            .and_then(|d| d.canonicalize())
-            .map_err(|e| SandboxError::Io { path: ".".into(), source: e })?;
+        let cwd = match base {
+            Some(base) => base.canonicalize(),
+            None => std::env::current_dir().and_then(|d| d.canonicalize()),
+        }
+        .map_err(|e| SandboxError::Io { path: ".".into(), source: e })?;
         Ok(Self { roots, cwd })
     }
 
@@ -107,6 +119,33 @@ impl Sandbox {
             return Err(SandboxError::NotAFile { path: path.display().to_string() });
         }
         FileRange::whole(file.into_std(), path.display().to_string()).map_err(io)
+    }
+
+    /// The absolute path a user path names inside the roots (`..` kept, for
+    /// cap-std to judge when it is opened).
+    pub fn absolute(&self, path: &Path) -> Result<PathBuf, SandboxError> {
+        let (root, relative) = self.locate(path)?;
+        Ok(root.path.join(relative))
+    }
+
+    /// Opens a regular file or a directory (for download links).
+    pub fn open_entry(&self, path: &Path) -> Result<Entry, SandboxError> {
+        let (root, relative) = self.locate(path)?;
+        let absolute = root.path.join(&relative);
+        if relative.as_os_str().is_empty() {
+            let dir =
+                root.dir.try_clone().map_err(|e| SandboxError::Io { path: path.display().to_string(), source: e })?;
+            return Ok(Entry::Directory(dir, absolute));
+        }
+        let metadata = root.dir.metadata(&relative).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SandboxError::Io { path: path.display().to_string(), source: e },
+            _ => Self::escapes(path, root, e),
+        })?;
+        if metadata.is_dir() {
+            let dir = root.dir.open_dir(&relative).map_err(|e| Self::escapes(path, root, e))?;
+            return Ok(Entry::Directory(dir, absolute));
+        }
+        self.open_file(path).map(Entry::File)
     }
 
     /// Where a download goes: `path` if given (into it, named `name`, when it

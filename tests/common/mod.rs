@@ -5,9 +5,11 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use wharf::catalog::{ObjectQuery, ObjectRecord};
 use wharf::config::Config;
-use wharf::gateway::Gateway;
+use wharf::gateway::{Caller, Gateway};
 
 /// The hostile test adapter, built for wasm32-wasip2 by the host's build script.
 pub fn hostile_plugin() -> PathBuf {
@@ -59,7 +61,13 @@ storage_dir = "{data}/local"
         self.config_path()
     }
 
-    pub async fn gateway(&self, extra: &str) -> Gateway {
+    /// The gateway over the config with `extra` entries, acting for the host's principal.
+    pub async fn gateway(&self, extra: &str) -> Caller {
+        self.open_gateway(extra).await.host_caller()
+    }
+
+    /// The gateway over the config with `extra` entries, for callers of one's choosing.
+    pub async fn open_gateway(&self, extra: &str) -> Arc<Gateway> {
         let config = Config::load(&self.write_config(extra)).expect("test config is valid");
         Gateway::open(config).await.expect("gateway opens")
     }
@@ -78,4 +86,10 @@ pub fn pattern(size: usize) -> Vec<u8> {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     wharf::body::to_hex(&wharf::body::digest_of(bytes))
+}
+
+/// Every record the gateway's principal sees (at `provider`, if given), newest first.
+pub async fn records(gateway: &Caller, provider: Option<&str>) -> Vec<ObjectRecord> {
+    let query = ObjectQuery { provider: provider.map(str::to_string), ..ObjectQuery::default() };
+    gateway.list(query).await.expect("listing records").files
 }

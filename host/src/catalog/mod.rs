@@ -1,5 +1,6 @@
-//! What Wharf knows about the files it moved: content by SHA-256, the copies
-//! held at each provider, and download history.
+//! What Wharf knows: content by SHA-256, each principal's records of the
+//! copies held at each provider, download history, API tokens and download
+//! links.
 //!
 //! Behind a small trait so that a shared database (Postgres, for deployments
 //! with several hosts) can stand in for the embedded SQLite file.
@@ -10,11 +11,14 @@ pub use sqlite::SqliteCatalog;
 
 use serde::Serialize;
 
-/// One copy of some content at one provider, as returned by upload.
+/// One principal's record of a copy of some content at one provider.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObjectRecord {
-    /// Wharf's id for this copy (`wf_…`).
+    /// Wharf's id for this record (`wf_…`).
     pub id: String,
+    /// Whose record it is. Records of several principals may name the same
+    /// remote object: dedup is global, ownership is not.
+    pub principal: String,
     pub provider: String,
     /// The provider's id or key for it.
     pub remote_id: String,
@@ -27,6 +31,8 @@ pub struct ObjectRecord {
     /// Seconds since the Unix epoch.
     pub created_at: i64,
     pub state: CopyState,
+    pub description: String,
+    pub tags: Vec<String>,
 }
 
 /// Whether the provider still holds a copy.
@@ -42,10 +48,174 @@ pub enum CopyState {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DownloadRecord {
     pub object_id: String,
+    pub principal: String,
     pub destination: String,
     /// `provider` or `cache`.
     pub source: String,
     pub at: i64,
+}
+
+/// Which records to list.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectQuery {
+    /// Only this principal's records; every principal's when `None`.
+    pub principal: Option<String>,
+    pub provider: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub name_contains: Option<String>,
+    /// A `next` cursor from the previous page.
+    pub after: Option<String>,
+    /// At most this many; all when `None`.
+    pub limit: Option<usize>,
+}
+
+/// One page of records, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectPage {
+    pub files: Vec<ObjectRecord>,
+    /// Pass as `after` for the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
+/// Changes to a record's metadata; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// An API token. Only its SHA-256 is kept, so a copy of the catalog opens nothing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenRecord {
+    /// The public handle for `wharf token revoke` (`tok_…`); not a secret.
+    pub id: String,
+    pub principal: String,
+    pub admin: bool,
+    #[serde(skip)]
+    pub token_sha256: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// What a download link serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    /// A file inside the principal's sandbox roots.
+    File,
+    /// A directory inside them, served as a ZIP.
+    Directory,
+    /// A file Wharf stores at a provider.
+    Stored,
+}
+
+impl LinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::File => "file",
+            LinkKind::Directory => "directory",
+            LinkKind::Stored => "stored",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRecord {
+    /// SHA-256 of the link's token; the token itself is never stored.
+    pub token_sha256: String,
+    pub principal: String,
+    pub kind: LinkKind,
+    /// The absolute path (file, directory) or the record id (stored).
+    pub target: String,
+    /// The name the person's browser saves it under.
+    pub filename: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    /// For files: what the file was when the link was made (device, inode,
+    /// size, modification time), so a changed file is not served under it.
+    pub identity: Option<String>,
+    /// The largest size this link may serve, checked again at download.
+    pub max_size: u64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub max_uses: u32,
+    pub uses: u32,
+    /// Bytes handed out or reserved for transfers under way.
+    pub reserved: u64,
+    /// Bytes each use allows: the size plus an allowance for resumed transfers.
+    pub budget_per_use: u64,
+}
+
+impl LinkRecord {
+    /// Whether `request` may be served now, and whether it takes a use: the
+    /// one rule every catalog backend applies inside its own transaction.
+    ///
+    /// A whole-file GET always takes a use. A Range GET draws its length from
+    /// a budget of `budget_per_use × uses`; it takes a use only when none has
+    /// been taken yet or the budget is spent (and uses are left).
+    pub fn decide(&self, now: i64, request: UseRequest) -> UseOutcome {
+        if self.expires_at <= now {
+            return UseOutcome::Expired;
+        }
+        let uses_left = self.uses < self.max_uses;
+        match request {
+            UseRequest::Whole if uses_left => UseOutcome::Granted { took_use: true },
+            UseRequest::Whole => UseOutcome::Exhausted,
+            UseRequest::Range { len } => {
+                let wanted = self.reserved.saturating_add(len);
+                let budget = |uses: u32| self.budget_per_use.saturating_mul(uses as u64);
+                if self.uses > 0 && wanted <= budget(self.uses) {
+                    UseOutcome::Granted { took_use: false }
+                } else if uses_left && wanted <= budget(self.uses + 1) {
+                    UseOutcome::Granted { took_use: true }
+                } else {
+                    UseOutcome::Exhausted
+                }
+            }
+        }
+    }
+
+    /// The budget each use gives: the size plus an allowance of one eighth
+    /// and 64 KiB for transfers that are cut and resumed.
+    pub fn budget_for(size: u64) -> u64 {
+        size.saturating_add(size / 8).saturating_add(64 << 10)
+    }
+}
+
+/// What a GET asks of a link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UseRequest {
+    /// The whole file: always takes a use.
+    Whole,
+    /// Part of the file, `len` bytes: drawn from the byte budget of the uses
+    /// taken, taking a use only when none is taken or the budget is spent.
+    Range { len: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UseOutcome {
+    /// Granted; `took_use` says whether this request took a use.
+    Granted {
+        took_use: bool,
+    },
+    Unknown,
+    Expired,
+    /// No uses (or, for ranges, no byte budget) left.
+    Exhausted,
+}
+
+/// The caller's links, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct LinkStats {
+    pub total: u64,
+    /// Not expired, with uses left.
+    pub active: u64,
+    /// No uses left.
+    pub used: u64,
+    /// Past their expiry with uses left.
+    pub expired: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,25 +227,57 @@ pub struct CatalogError {
 
 #[async_trait::async_trait]
 pub trait Catalog: Send + Sync {
-    /// A present copy of `sha256` at `provider` uploaded with `purpose`.
+    /// Answers when the catalog can be queried (for readiness checks).
+    async fn ping(&self) -> Result<(), CatalogError>;
+
+    // ---- content and records ----
+
+    /// A present copy of `sha256` at `provider` uploaded with `purpose`:
+    /// `principal`'s own record if it has one, else any principal's.
     async fn find_copy(
         &self,
         provider: &str,
         sha256: &str,
         purpose: Option<&str>,
+        principal: &str,
     ) -> Result<Option<ObjectRecord>, CatalogError>;
     async fn object(&self, id: &str) -> Result<Option<ObjectRecord>, CatalogError>;
-    /// Every copy of some content, oldest first.
+    /// Every record of some content, oldest first, across principals.
     async fn copies(&self, sha256: &str) -> Result<Vec<ObjectRecord>, CatalogError>;
-    /// Copies at one provider, or everywhere; newest first.
-    async fn objects(&self, provider: Option<&str>) -> Result<Vec<ObjectRecord>, CatalogError>;
-    /// Records a completed upload: the content, if new, and the copy, together.
-    /// Returns the copy's id: `object.id`, or the id already recorded for the
-    /// same remote object (which is then marked present again).
+    async fn objects(&self, query: &ObjectQuery) -> Result<ObjectPage, CatalogError>;
+    /// Records a completed upload: the content, if new, and the record, together.
+    /// Returns the record's id: `object.id`, or the id already recorded for
+    /// the same principal and remote object (which is then marked present again).
     async fn insert(&self, object: &ObjectRecord) -> Result<String, CatalogError>;
     async fn set_state(&self, id: &str, state: CopyState) -> Result<(), CatalogError>;
-    /// Forgets a copy, its downloads, and the content if no copy is left.
+    async fn update_metadata(&self, id: &str, update: &MetadataUpdate) -> Result<(), CatalogError>;
+    /// Forgets a record, its downloads, and the content if no record is left.
     async fn remove(&self, id: &str) -> Result<(), CatalogError>;
     async fn record_download(&self, download: &DownloadRecord) -> Result<(), CatalogError>;
     async fn downloads(&self, object_id: &str) -> Result<Vec<DownloadRecord>, CatalogError>;
+
+    // ---- API tokens ----
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), CatalogError>;
+    async fn token_by_hash(&self, token_sha256: &str) -> Result<Option<TokenRecord>, CatalogError>;
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, CatalogError>;
+    /// Marks a token revoked; false when there is no such token.
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, CatalogError>;
+
+    // ---- download links ----
+
+    async fn insert_link(&self, link: &LinkRecord) -> Result<(), CatalogError>;
+    async fn link(&self, token_sha256: &str) -> Result<Option<LinkRecord>, CatalogError>;
+    /// Takes what `request` needs of a link atomically, so that concurrent
+    /// requests on any number of hosts never take more than it allows.
+    async fn take_use(&self, token_sha256: &str, now: i64, request: UseRequest) -> Result<UseOutcome, CatalogError>;
+    /// Gives back `unsent` reserved bytes, and the use itself when the
+    /// transfer failed on Wharf's side.
+    async fn release_use(&self, token_sha256: &str, unsent: u64, give_back_use: bool) -> Result<(), CatalogError>;
+    async fn link_stats(&self, principal: &str, now: i64) -> Result<LinkStats, CatalogError>;
+    /// Deletes links past their expiry; returns how many.
+    async fn delete_expired_links(&self, now: i64) -> Result<u64, CatalogError>;
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,10 +6,13 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use rusqlite_migration::{M, Migrations};
 
-use super::{Catalog, CatalogError, CopyState, DownloadRecord, ObjectRecord};
+use super::{
+    Catalog, CatalogError, CopyState, DownloadRecord, LinkKind, LinkRecord, LinkStats, MetadataUpdate, ObjectPage,
+    ObjectQuery, ObjectRecord, TokenRecord, UseOutcome, UseRequest,
+};
 
-/// Schema versions, oldest first; applied in order on open.
-const MIGRATIONS: &[&str] = &[r#"
+/// The schema as the first release made it (tests upgrade from it).
+pub(super) const FIRST_SCHEMA: &str = r#"
 CREATE TABLE files (
     sha256     TEXT PRIMARY KEY,
     size       INTEGER NOT NULL,
@@ -38,10 +41,73 @@ CREATE TABLE downloads (
     at          INTEGER NOT NULL
 );
 CREATE INDEX downloads_by_object ON downloads (object_id);
-"#];
+"#;
 
-const OBJECT_COLUMNS: &str =
-    "o.id, o.provider, o.remote_id, o.sha256, f.size, o.name, o.mime, o.purpose, o.created_at, o.state";
+/// Schema versions, oldest first; applied in order on open.
+const MIGRATIONS: &[&str] = &[
+    FIRST_SCHEMA,
+    // Principals own records (dedup stays global: several records may name one
+    // remote object), free metadata, API tokens and download links. Records
+    // made before principals existed belong to the default principal, `local`.
+    r#"
+CREATE TABLE objects_v2 (
+    id          TEXT PRIMARY KEY,
+    principal   TEXT NOT NULL,
+    provider    TEXT NOT NULL,
+    remote_id   TEXT NOT NULL,
+    sha256      TEXT NOT NULL REFERENCES files(sha256),
+    name        TEXT NOT NULL,
+    mime        TEXT NOT NULL,
+    purpose     TEXT NOT NULL DEFAULT '',
+    state       TEXT NOT NULL DEFAULT 'present' CHECK (state IN ('present', 'gone')),
+    created_at  INTEGER NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    tags        TEXT NOT NULL DEFAULT '[]', -- a JSON array of strings
+    UNIQUE (principal, provider, remote_id, purpose)
+);
+INSERT INTO objects_v2 (rowid, id, principal, provider, remote_id, sha256, name, mime, purpose, state, created_at)
+    SELECT rowid, id, 'local', provider, remote_id, sha256, name, mime, purpose, state, created_at FROM objects;
+DROP TABLE objects;
+ALTER TABLE objects_v2 RENAME TO objects;
+CREATE INDEX objects_by_content ON objects (sha256, provider);
+CREATE INDEX objects_by_principal ON objects (principal);
+ALTER TABLE downloads ADD COLUMN principal TEXT NOT NULL DEFAULT 'local';
+CREATE TABLE tokens (
+    id           TEXT PRIMARY KEY,
+    principal    TEXT NOT NULL,
+    admin        INTEGER NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    revoked_at   INTEGER
+);
+CREATE TABLE links (
+    token_sha256   TEXT PRIMARY KEY,
+    principal      TEXT NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('file', 'directory', 'stored')),
+    target         TEXT NOT NULL,
+    filename       TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    sha256         TEXT,
+    identity       TEXT,
+    max_size       INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    max_uses       INTEGER NOT NULL,
+    uses           INTEGER NOT NULL DEFAULT 0,
+    reserved       INTEGER NOT NULL DEFAULT 0,
+    budget_per_use INTEGER NOT NULL
+);
+CREATE INDEX links_by_principal ON links (principal);
+CREATE INDEX links_by_expiry ON links (expires_at);
+"#,
+];
+
+const OBJECT_COLUMNS: &str = "o.id, o.principal, o.provider, o.remote_id, o.sha256, f.size, o.name, o.mime, o.purpose, \
+     o.created_at, o.state, o.description, o.tags, o.rowid";
+
+const LINK_COLUMNS: &str = "token_sha256, principal, kind, target, filename, size, sha256, identity, max_size, \
+     created_at, expires_at, max_uses, uses, reserved, budget_per_use";
 
 pub struct SqliteCatalog {
     path: PathBuf,
@@ -55,19 +121,35 @@ impl SqliteCatalog {
         let fail = |message: String| CatalogError { path: path.display().to_string(), message };
         let mut conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| fail(e.to_string()))?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| fail(e.to_string()))?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| fail(e.to_string()))?;
+        // Foreign keys are off while migrating (the bundled SQLite turns them
+        // on by default): rebuilding a table must not cascade into the tables
+        // that refer to it.
+        conn.pragma_update(None, "foreign_keys", "OFF").map_err(|e| fail(e.to_string()))?;
         let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
         migrations.to_latest(&mut conn).map_err(|e| fail(format!("upgrading the schema: {e}")))?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| fail(e.to_string()))?;
         Ok(Self { path: path.to_path_buf(), conn: Mutex::new(conn) })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, CatalogError> {
         let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut conn).map_err(|e| CatalogError { path: self.path.display().to_string(), message: e.to_string() })
+        f(&mut conn).map_err(|e| self.error(e.to_string()))
+    }
+
+    fn error(&self, message: String) -> CatalogError {
+        CatalogError { path: self.path.display().to_string(), message }
     }
 
     fn query_objects(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<ObjectRecord>, CatalogError> {
+        Ok(self.query_objects_with_seq(filter, args)?.into_iter().map(|(record, _)| record).collect())
+    }
+
+    fn query_objects_with_seq(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<(ObjectRecord, i64)>, CatalogError> {
         self.with(|conn| {
             let sql = format!("SELECT {OBJECT_COLUMNS} FROM objects o JOIN files f USING (sha256) {filter}");
             let mut stmt = conn.prepare_cached(&sql)?;
@@ -76,21 +158,65 @@ impl SqliteCatalog {
     }
 }
 
-fn object_from_row(row: &Row<'_>) -> rusqlite::Result<ObjectRecord> {
-    let state: String = row.get(9)?;
-    Ok(ObjectRecord {
+fn object_from_row(row: &Row<'_>) -> rusqlite::Result<(ObjectRecord, i64)> {
+    let state: String = row.get(10)?;
+    let tags: String = row.get(12)?;
+    let record = ObjectRecord {
         id: row.get(0)?,
-        provider: row.get(1)?,
-        remote_id: row.get(2)?,
-        sha256: row.get(3)?,
-        size: row.get::<_, i64>(4)? as u64,
-        name: row.get(5)?,
-        mime: row.get(6)?,
-        purpose: Some(row.get::<_, String>(7)?).filter(|p| !p.is_empty()),
-        created_at: row.get(8)?,
+        principal: row.get(1)?,
+        provider: row.get(2)?,
+        remote_id: row.get(3)?,
+        sha256: row.get(4)?,
+        size: row.get::<_, i64>(5)? as u64,
+        name: row.get(6)?,
+        mime: row.get(7)?,
+        purpose: Some(row.get::<_, String>(8)?).filter(|p| !p.is_empty()),
+        created_at: row.get(9)?,
         state: if state == "gone" { CopyState::Gone } else { CopyState::Present },
+        description: row.get(11)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+    };
+    Ok((record, row.get(13)?))
+}
+
+fn link_from_row(row: &Row<'_>) -> rusqlite::Result<LinkRecord> {
+    let kind: String = row.get(2)?;
+    Ok(LinkRecord {
+        token_sha256: row.get(0)?,
+        principal: row.get(1)?,
+        kind: match kind.as_str() {
+            "directory" => LinkKind::Directory,
+            "stored" => LinkKind::Stored,
+            _ => LinkKind::File,
+        },
+        target: row.get(3)?,
+        filename: row.get(4)?,
+        size: row.get::<_, i64>(5)? as u64,
+        sha256: row.get(6)?,
+        identity: row.get(7)?,
+        max_size: row.get::<_, i64>(8)? as u64,
+        created_at: row.get(9)?,
+        expires_at: row.get(10)?,
+        max_uses: row.get(11)?,
+        uses: row.get(12)?,
+        reserved: row.get::<_, i64>(13)? as u64,
+        budget_per_use: row.get::<_, i64>(14)? as u64,
     })
 }
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: row.get(0)?,
+        principal: row.get(1)?,
+        admin: row.get(2)?,
+        token_sha256: row.get(3)?,
+        created_at: row.get(4)?,
+        expires_at: row.get(5)?,
+        revoked_at: row.get(6)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, principal, admin, token_sha256, created_at, expires_at, revoked_at";
 
 fn state_text(state: CopyState) -> &'static str {
     match state {
@@ -99,17 +225,36 @@ fn state_text(state: CopyState) -> &'static str {
     }
 }
 
+/// `%`, `_` and the escape character itself match literally in a LIKE pattern.
+fn like_pattern(substring: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in substring.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 #[async_trait::async_trait]
 impl Catalog for SqliteCatalog {
+    async fn ping(&self) -> Result<(), CatalogError> {
+        self.with(|conn| conn.query_row("SELECT count(*) FROM files", [], |row| row.get::<_, i64>(0))).map(drop)
+    }
+
     async fn find_copy(
         &self,
         provider: &str,
         sha256: &str,
         purpose: Option<&str>,
+        principal: &str,
     ) -> Result<Option<ObjectRecord>, CatalogError> {
         let mut found = self.query_objects(
-            "WHERE o.provider = ?1 AND o.sha256 = ?2 AND o.purpose = ?3 AND o.state = 'present' ORDER BY o.created_at LIMIT 1",
-            params![provider, sha256, purpose.unwrap_or_default()],
+            "WHERE o.provider = ?1 AND o.sha256 = ?2 AND o.purpose = ?3 AND o.state = 'present'
+             ORDER BY o.principal = ?4 DESC, o.created_at LIMIT 1",
+            params![provider, sha256, purpose.unwrap_or_default(), principal],
         )?;
         Ok(found.pop())
     }
@@ -122,11 +267,27 @@ impl Catalog for SqliteCatalog {
         self.query_objects("WHERE o.sha256 = ?1 ORDER BY o.created_at, o.rowid", params![sha256])
     }
 
-    async fn objects(&self, provider: Option<&str>) -> Result<Vec<ObjectRecord>, CatalogError> {
-        self.query_objects(
-            "WHERE ?1 IS NULL OR o.provider = ?1 ORDER BY o.created_at DESC, o.rowid DESC",
-            params![provider],
-        )
+    async fn objects(&self, query: &ObjectQuery) -> Result<ObjectPage, CatalogError> {
+        let after = match &query.after {
+            Some(cursor) => Some(
+                cursor
+                    .parse::<i64>()
+                    .map_err(|_| self.error(format!("cursor {cursor:?} is not one this catalog handed out")))?,
+            ),
+            None => None,
+        };
+        let limit = query.limit.map_or(-1, |l| l as i64);
+        let rows = self.query_objects_with_seq(
+            "WHERE (?1 IS NULL OR o.principal = ?1) AND (?2 IS NULL OR o.provider = ?2)
+               AND (?3 IS NULL OR o.name LIKE ?3 ESCAPE '\\') AND (?4 IS NULL OR o.rowid < ?4)
+             ORDER BY o.rowid DESC LIMIT ?5",
+            params![query.principal, query.provider, query.name_contains.as_deref().map(like_pattern), after, limit],
+        )?;
+        let next = match query.limit {
+            Some(limit) if rows.len() == limit => rows.last().map(|(_, seq)| seq.to_string()),
+            _ => None,
+        };
+        Ok(ObjectPage { files: rows.into_iter().map(|(record, _)| record).collect(), next })
     }
 
     async fn insert(&self, object: &ObjectRecord) -> Result<String, CatalogError> {
@@ -136,12 +297,14 @@ impl Catalog for SqliteCatalog {
                 "INSERT OR IGNORE INTO files (sha256, size, name, mime, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![object.sha256, object.size as i64, object.name, object.mime, object.created_at],
             )?;
+            let tags = serde_json::to_string(&object.tags).expect("tags serialize");
             tx.execute(
-                "INSERT INTO objects (id, provider, remote_id, sha256, name, mime, purpose, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (provider, remote_id, purpose) DO UPDATE SET state = excluded.state",
+                "INSERT INTO objects (id, principal, provider, remote_id, sha256, name, mime, purpose, state, created_at, description, tags)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (principal, provider, remote_id, purpose) DO UPDATE SET state = excluded.state",
                 params![
                     object.id,
+                    object.principal,
                     object.provider,
                     object.remote_id,
                     object.sha256,
@@ -149,12 +312,19 @@ impl Catalog for SqliteCatalog {
                     object.mime,
                     object.purpose.as_deref().unwrap_or_default(),
                     state_text(object.state),
-                    object.created_at
+                    object.created_at,
+                    object.description,
+                    tags,
                 ],
             )?;
             let id = tx.query_row(
-                "SELECT id FROM objects WHERE provider = ?1 AND remote_id = ?2 AND purpose = ?3",
-                params![object.provider, object.remote_id, object.purpose.as_deref().unwrap_or_default()],
+                "SELECT id FROM objects WHERE principal = ?1 AND provider = ?2 AND remote_id = ?3 AND purpose = ?4",
+                params![
+                    object.principal,
+                    object.provider,
+                    object.remote_id,
+                    object.purpose.as_deref().unwrap_or_default()
+                ],
                 |row| row.get(0),
             )?;
             tx.commit()?;
@@ -165,6 +335,19 @@ impl Catalog for SqliteCatalog {
     async fn set_state(&self, id: &str, state: CopyState) -> Result<(), CatalogError> {
         self.with(|conn| conn.execute("UPDATE objects SET state = ?2 WHERE id = ?1", params![id, state_text(state)]))
             .map(drop)
+    }
+
+    async fn update_metadata(&self, id: &str, update: &MetadataUpdate) -> Result<(), CatalogError> {
+        let tags = update.tags.as_ref().map(|tags| serde_json::to_string(tags).expect("tags serialize"));
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE objects SET name = coalesce(?2, name), description = coalesce(?3, description),
+                                    tags = coalesce(?4, tags)
+                 WHERE id = ?1",
+                params![id, update.name, update.description, tags],
+            )
+        })
+        .map(drop)
     }
 
     async fn remove(&self, id: &str) -> Result<(), CatalogError> {
@@ -186,8 +369,8 @@ impl Catalog for SqliteCatalog {
     async fn record_download(&self, download: &DownloadRecord) -> Result<(), CatalogError> {
         self.with(|conn| {
             conn.execute(
-                "INSERT INTO downloads (object_id, destination, source, at) VALUES (?1, ?2, ?3, ?4)",
-                params![download.object_id, download.destination, download.source, download.at],
+                "INSERT INTO downloads (object_id, principal, destination, source, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![download.object_id, download.principal, download.destination, download.source, download.at],
             )
         })
         .map(drop)
@@ -196,17 +379,167 @@ impl Catalog for SqliteCatalog {
     async fn downloads(&self, object_id: &str) -> Result<Vec<DownloadRecord>, CatalogError> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT object_id, destination, source, at FROM downloads WHERE object_id = ?1 ORDER BY id",
+                "SELECT object_id, principal, destination, source, at FROM downloads WHERE object_id = ?1 ORDER BY id",
             )?;
             stmt.query_map(params![object_id], |row| {
                 Ok(DownloadRecord {
                     object_id: row.get(0)?,
-                    destination: row.get(1)?,
-                    source: row.get(2)?,
-                    at: row.get(3)?,
+                    principal: row.get(1)?,
+                    destination: row.get(2)?,
+                    source: row.get(3)?,
+                    at: row.get(4)?,
                 })
             })?
             .collect()
         })
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), CatalogError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    token.id,
+                    token.principal,
+                    token.admin,
+                    token.token_sha256,
+                    token.created_at,
+                    token.expires_at,
+                    token.revoked_at
+                ],
+            )
+        })
+        .map(drop)
+    }
+
+    async fn token_by_hash(&self, token_sha256: &str) -> Result<Option<TokenRecord>, CatalogError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_sha256 = ?1"),
+                params![token_sha256],
+                token_from_row,
+            )
+            .optional()
+        })
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, CatalogError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"))?;
+            stmt.query_map([], token_from_row)?.collect()
+        })
+    }
+
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, CatalogError> {
+        self.with(|conn| {
+            conn.execute("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1", params![id, at])
+        })
+        .map(|changed| changed == 1)
+    }
+
+    async fn insert_link(&self, link: &LinkRecord) -> Result<(), CatalogError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO links ({LINK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                ),
+                params![
+                    link.token_sha256,
+                    link.principal,
+                    link.kind.as_str(),
+                    link.target,
+                    link.filename,
+                    link.size as i64,
+                    link.sha256,
+                    link.identity,
+                    link.max_size as i64,
+                    link.created_at,
+                    link.expires_at,
+                    link.max_uses,
+                    link.uses,
+                    link.reserved as i64,
+                    link.budget_per_use as i64,
+                ],
+            )
+        })
+        .map(drop)
+    }
+
+    async fn link(&self, token_sha256: &str) -> Result<Option<LinkRecord>, CatalogError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {LINK_COLUMNS} FROM links WHERE token_sha256 = ?1"),
+                params![token_sha256],
+                link_from_row,
+            )
+            .optional()
+        })
+    }
+
+    async fn take_use(&self, token_sha256: &str, now: i64, request: UseRequest) -> Result<UseOutcome, CatalogError> {
+        self.with(|conn| {
+            // An immediate transaction takes SQLite's write lock before reading,
+            // so no other request (of this process or another) decides on the
+            // same state: two requests can never both take the last use.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let link = tx
+                .query_row(
+                    &format!("SELECT {LINK_COLUMNS} FROM links WHERE token_sha256 = ?1"),
+                    params![token_sha256],
+                    link_from_row,
+                )
+                .optional()?;
+            let Some(link) = link else {
+                return Ok(UseOutcome::Unknown);
+            };
+            let outcome = link.decide(now, request);
+            if let UseOutcome::Granted { took_use } = outcome {
+                let reserve = match request {
+                    UseRequest::Whole => link.size,
+                    UseRequest::Range { len } => len,
+                };
+                tx.execute(
+                    "UPDATE links SET uses = uses + ?2, reserved = reserved + ?3 WHERE token_sha256 = ?1",
+                    params![token_sha256, took_use as i64, reserve as i64],
+                )?;
+            }
+            tx.commit()?;
+            Ok(outcome)
+        })
+    }
+
+    async fn release_use(&self, token_sha256: &str, unsent: u64, give_back_use: bool) -> Result<(), CatalogError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE links SET reserved = max(reserved - ?2, 0), uses = max(uses - ?3, 0) WHERE token_sha256 = ?1",
+                params![token_sha256, unsent as i64, give_back_use as i64],
+            )
+        })
+        .map(drop)
+    }
+
+    async fn link_stats(&self, principal: &str, now: i64) -> Result<LinkStats, CatalogError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT count(*),
+                        coalesce(sum(expires_at > ?2 AND uses < max_uses), 0),
+                        coalesce(sum(uses >= max_uses), 0),
+                        coalesce(sum(expires_at <= ?2 AND uses < max_uses), 0)
+                 FROM links WHERE principal = ?1",
+                params![principal, now],
+                |row| {
+                    Ok(LinkStats {
+                        total: row.get::<_, i64>(0)? as u64,
+                        active: row.get::<_, i64>(1)? as u64,
+                        used: row.get::<_, i64>(2)? as u64,
+                        expired: row.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+        })
+    }
+
+    async fn delete_expired_links(&self, now: i64) -> Result<u64, CatalogError> {
+        self.with(|conn| conn.execute("DELETE FROM links WHERE expires_at <= ?1", params![now])).map(|n| n as u64)
     }
 }

@@ -93,6 +93,25 @@ impl CallError {
 #[error("CPU limit exceeded")]
 struct CpuLimitExceeded;
 
+impl ErrorKind {
+    /// A stable label for metrics: `not-found`, `rate-limited`, ...
+    pub fn label(&self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Gone => "gone",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::RateLimited(_) => "rate-limited",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::QuotaExceeded => "quota-exceeded",
+            ErrorKind::TooLarge => "too-large",
+            ErrorKind::InvalidRequest => "invalid-request",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
@@ -442,7 +461,11 @@ impl Adapter {
     where
         Fut: Future<Output = Result<(R, Capabilities), CallError>>,
     {
-        retry::retrying(&self.retry, self.name(), operation, attempt).await.map(|(value, _)| value)
+        let started = std::time::Instant::now();
+        let outcome = retry::retrying(&self.retry, self.name(), operation, attempt).await.map(|(value, _)| value);
+        metrics::histogram!("wharf_adapter_call_seconds", "provider" => self.name().to_string(), "operation" => operation)
+            .record(started.elapsed().as_secs_f64());
+        outcome
     }
 
     /// Stores content at the provider. The body is streamed by the host; a

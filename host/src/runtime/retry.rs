@@ -49,6 +49,8 @@ where
         let Some(wait) = wait_before(policy, retries, &error) else {
             return Err(error);
         };
+        let kind = error.kind().map_or("other", |kind| kind.label());
+        metrics::counter!("wharf_retries_total", "provider" => provider.to_string(), "kind" => kind).increment(1);
         tracing::warn!(
             provider,
             operation,

@@ -1,0 +1,189 @@
+//! A principal's files: what Wharf and the provider know of them, listing,
+//! metadata, removal.
+
+use serde::Serialize;
+
+use super::{Caller, GatewayError};
+use crate::catalog::{CopyState, DownloadRecord, MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord};
+use crate::runtime::{ErrorKind, ObjectInfo};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileInfo {
+    #[serde(flatten)]
+    pub object: ObjectRecord,
+    pub downloads: usize,
+    pub last_download: Option<DownloadRecord>,
+    /// What the provider says about it now, when it can say.
+    pub remote: Option<RemoteInfo>,
+    pub remote_error: Option<String>,
+}
+
+/// A record with the caller's other records of the same content and its
+/// download history.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileDetails {
+    pub file: ObjectRecord,
+    pub copies: Vec<ObjectRecord>,
+    pub downloads: Vec<DownloadRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RemoteInfo {
+    pub remote_id: String,
+    pub name: Option<String>,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    pub mime: Option<String>,
+    pub purpose: Option<String>,
+    pub created_at: Option<u64>,
+    pub expires_at: Option<u64>,
+}
+
+impl From<ObjectInfo> for RemoteInfo {
+    fn from(info: ObjectInfo) -> Self {
+        Self {
+            remote_id: info.remote_id,
+            name: info.name,
+            size: info.size,
+            sha256: info.sha256,
+            mime: info.mime,
+            purpose: info.purpose,
+            created_at: info.created_at,
+            expires_at: info.expires_at,
+        }
+    }
+}
+
+/// The longest name, description and tag list a record keeps.
+const MAX_NAME_BYTES: usize = 255;
+const MAX_DESCRIPTION_BYTES: usize = 4096;
+const MAX_TAGS: usize = 64;
+
+impl Caller {
+    /// The record, its history, and what the provider says about it now.
+    pub async fn info(&self, id: &str) -> Result<FileInfo, GatewayError> {
+        let object = self.resolve(id, None).await?;
+        let downloads = self.history(&object.id).await?;
+        let adapter = self.adapter(Some(&object.provider))?;
+        let (remote, remote_error) = if adapter.capabilities().stat {
+            match adapter.stat(&object.target()).await {
+                Ok(info) => (Some(info.into()), None),
+                Err(e) => (None, Some(self.note_missing(&object, e).await.to_string())),
+            }
+        } else {
+            (None, None)
+        };
+        Ok(FileInfo {
+            downloads: downloads.len(),
+            last_download: downloads.last().cloned(),
+            object,
+            remote,
+            remote_error,
+        })
+    }
+
+    /// The record, the caller's other records of the same content, and its
+    /// download history, from the catalog alone.
+    pub async fn details(&self, id: &str) -> Result<FileDetails, GatewayError> {
+        let file = self.resolve(id, None).await?;
+        let mut copies = self.visible_copies(&file.sha256).await?;
+        copies.retain(|copy| copy.id != file.id);
+        let downloads = self.history(&file.id).await?;
+        Ok(FileDetails { file, copies, downloads })
+    }
+
+    /// Downloads of a record, as far as the caller may see them.
+    async fn history(&self, id: &str) -> Result<Vec<DownloadRecord>, GatewayError> {
+        let mut downloads = self.catalog.downloads(id).await?;
+        downloads.retain(|d| self.principal.can_see(&d.principal));
+        Ok(downloads)
+    }
+
+    /// The caller's records (every principal's, for an admin), newest first.
+    pub async fn list(&self, mut query: ObjectQuery) -> Result<ObjectPage, GatewayError> {
+        if let Some(p) = &query.provider {
+            self.adapter(Some(p))?;
+        }
+        if query.limit == Some(0) {
+            return Err(GatewayError::InvalidRequest("limit must be at least 1".into()));
+        }
+        query.principal = self.principal.scope();
+        Ok(self.catalog.objects(&query).await?)
+    }
+
+    /// What the provider itself holds, page by page, whether Wharf put it
+    /// there or not. Operators only: it shows every principal's objects.
+    pub async fn list_remote(&self, provider: Option<&str>) -> Result<Vec<RemoteInfo>, GatewayError> {
+        let adapter = self.adapter(provider)?;
+        if !adapter.capabilities().list {
+            return Err(GatewayError::Unsupported { what: "listing".into(), provider: adapter.name().into() });
+        }
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = adapter.list(cursor.as_deref(), 1000).await?;
+            items.extend(page.items.into_iter().map(RemoteInfo::from));
+            match page.next_cursor {
+                Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Changes a record's name, description or tags.
+    pub async fn update(&self, id: &str, update: MetadataUpdate) -> Result<ObjectRecord, GatewayError> {
+        let object = self.resolve(id, None).await?;
+        if let Some(name) = &update.name
+            && (name.is_empty() || name.len() > MAX_NAME_BYTES || name.contains(['/', '\\', '\0']))
+        {
+            return Err(GatewayError::InvalidRequest(format!(
+                "name {name:?} must be 1 to {MAX_NAME_BYTES} bytes without '/', '\\' or NUL"
+            )));
+        }
+        if update.description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
+            return Err(GatewayError::InvalidRequest(format!(
+                "description is longer than {MAX_DESCRIPTION_BYTES} bytes"
+            )));
+        }
+        if let Some(tags) = &update.tags
+            && (tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.len() > 64))
+        {
+            return Err(GatewayError::InvalidRequest(format!("tags: at most {MAX_TAGS}, each 1 to 64 bytes")));
+        }
+        self.catalog.update_metadata(&object.id, &update).await?;
+        self.catalog.object(&object.id).await?.ok_or_else(|| GatewayError::UnknownId(id.to_string()))
+    }
+
+    /// Forgets the caller's record and deletes the copy at its provider,
+    /// unless another record (any principal's) still points to the same bytes.
+    pub async fn remove(&self, id: &str) -> Result<ObjectRecord, GatewayError> {
+        let object = self.resolve(id, None).await?;
+        self.remove_record(&object).await?;
+        Ok(object)
+    }
+
+    pub(super) async fn remove_record(&self, object: &ObjectRecord) -> Result<(), GatewayError> {
+        let adapter = self.adapter(Some(&object.provider))?;
+        let shared = self
+            .catalog
+            .copies(&object.sha256)
+            .await?
+            .iter()
+            .any(|o| o.id != object.id && o.provider == object.provider && o.remote_id == object.remote_id);
+        if !shared && object.state == CopyState::Present {
+            if !adapter.capabilities().delete {
+                return Err(GatewayError::Unsupported {
+                    what: format!("deleting {}", object.id),
+                    provider: object.provider.clone(),
+                });
+            }
+            match adapter.delete(&object.target()).await {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), Some(ErrorKind::NotFound | ErrorKind::Gone)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.catalog.remove(&object.id).await?;
+        Ok(())
+    }
+}

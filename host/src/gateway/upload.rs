@@ -1,0 +1,304 @@
+//! Upload: the same bytes are sent once per provider and purpose, whoever
+//! sends them; each principal gets a record of its own.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{Caller, GatewayError, new_id, now};
+use crate::body::{Body, Copied, FileRange, digest_of, to_hex};
+use crate::catalog::{CopyState, ObjectRecord};
+use crate::runtime::{Adapter, DownloadSupport};
+
+/// What to upload.
+pub enum Source<'a> {
+    /// A file inside the caller's sandbox roots.
+    Path(PathBuf),
+    /// Standard input, spooled to the data directory while it is hashed.
+    Stdin,
+    /// Bytes already in memory (base64 content from an MCP client).
+    Bytes { name: String, content: Bytes, mime: Option<String> },
+    /// A stream (an HTTP request body), spooled while it is hashed.
+    Stream { name: String, reader: Box<dyn AsyncRead + Send + Unpin + 'a>, mime: Option<String> },
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct UploadOptions {
+    pub provider: Option<String>,
+    pub purpose: Option<String>,
+    /// The name to record instead of the source's own.
+    pub name: Option<String>,
+    /// Refuse sources larger than this (a server's upload limit), before any
+    /// provider is touched; streams are cut off as soon as they pass it.
+    pub max_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct Uploaded {
+    pub id: String,
+    pub provider: String,
+    pub remote_id: String,
+    pub sha256: String,
+    pub size: u64,
+    pub name: String,
+    pub mime: String,
+    /// The provider already held these bytes: nothing was sent.
+    pub deduplicated: bool,
+    /// The cache provider's copy that keeps the original bytes, for providers
+    /// that cannot give them back or do not keep them.
+    pub backup_id: Option<String>,
+}
+
+impl Uploaded {
+    fn from_record(record: ObjectRecord, deduplicated: bool, backup_id: Option<String>) -> Self {
+        Self {
+            id: record.id,
+            provider: record.provider,
+            remote_id: record.remote_id,
+            sha256: record.sha256,
+            size: record.size,
+            name: record.name,
+            mime: record.mime,
+            deduplicated,
+            backup_id,
+        }
+    }
+}
+
+/// Prepared upload content: a re-readable body and what is known about it.
+struct Content {
+    body: Body,
+    name: String,
+    mime: String,
+    sha256: String,
+    size: u64,
+}
+
+fn guess_mime(name: &str) -> String {
+    mime_guess::from_path(name).first_or_octet_stream().essence_str().to_string()
+}
+
+/// A record this upload holds, and whether the upload made it (and so must
+/// undo it if the upload fails).
+struct Held {
+    record: ObjectRecord,
+    deduplicated: bool,
+    created: bool,
+}
+
+impl Caller {
+    /// Uploads one source. When the provider already holds the same bytes for
+    /// the same purpose (sent by anyone), nothing is sent: the caller gets its
+    /// own record of that copy.
+    pub async fn upload(&self, source: Source<'_>, options: &UploadOptions) -> Result<Uploaded, GatewayError> {
+        let adapter = self.adapter(options.provider.as_deref())?;
+        let provider = adapter.name().to_string();
+        let content = self.prepare(source, options).await?;
+        if let Some(max) = adapter.capabilities().max_size.filter(|max| content.size > *max) {
+            return Err(GatewayError::TooLarge {
+                name: content.name,
+                size: content.size,
+                max,
+                limit: format!("the most provider {provider} accepts"),
+            });
+        }
+        let purpose = options.purpose.as_deref();
+        let backup = match self.needs_backup(adapter) {
+            true => Some(self.hold_copy(self.adapter(Some(&self.config.cache_provider))?, &content, None).await?),
+            false => None,
+        };
+        let backup_id = backup.as_ref().map(|held| held.record.id.clone());
+        match self.hold_copy(adapter, &content, purpose).await {
+            Ok(held) => {
+                metrics::counter!("wharf_uploads_total", "provider" => provider.clone()).increment(1);
+                if held.deduplicated {
+                    metrics::counter!("wharf_dedup_hits_total", "provider" => provider).increment(1);
+                }
+                Ok(Uploaded::from_record(held.record, held.deduplicated, backup_id))
+            }
+            Err(e) => {
+                if let Some(Held { record, created: true, .. }) = backup {
+                    // The backup record was made for this upload only: no orphan stays.
+                    self.discard(&record).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens and hashes the source: a re-readable body (checked against the
+    /// digest as it streams), its name, MIME type, digest and size.
+    async fn prepare(&self, source: Source<'_>, options: &UploadOptions) -> Result<Content, GatewayError> {
+        let (body, own_name, mime, copied) = match source {
+            Source::Path(path) => {
+                let mut range = self.sandbox().open_file(&path)?;
+                self.check_size(&path.display().to_string(), range.len, options)?;
+                let copied = range.clone().hash().await.map_err(GatewayError::Read)?;
+                range.expected = Some(copied.sha256);
+                let own_name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+                (Body::File(range), own_name, None, copied)
+            }
+            Source::Stdin => {
+                let range = self.spool(tokio::io::stdin(), "standard input", options).await?;
+                let copied = Copied { size: range.len, sha256: range.expected.expect("spooling hashes") };
+                (Body::File(range), "stdin".to_string(), None, copied)
+            }
+            Source::Stream { name, reader, mime } => {
+                let range = self.spool(reader, &name, options).await?;
+                let copied = Copied { size: range.len, sha256: range.expected.expect("spooling hashes") };
+                (Body::File(range), name, mime, copied)
+            }
+            Source::Bytes { name, content, mime } => {
+                self.check_size(&name, content.len() as u64, options)?;
+                let copied = Copied { size: content.len() as u64, sha256: digest_of(&content) };
+                (Body::Bytes(content), name, mime, copied)
+            }
+        };
+        let name = options.name.clone().unwrap_or(own_name);
+        let mime = mime.unwrap_or_else(|| guess_mime(&name));
+        Ok(Content { body, name, mime, sha256: to_hex(&copied.sha256), size: copied.size })
+    }
+
+    fn check_size(&self, name: &str, size: u64, options: &UploadOptions) -> Result<(), GatewayError> {
+        match options.max_size {
+            Some(max) if size > max => Err(GatewayError::TooLarge {
+                name: name.to_string(),
+                size,
+                max,
+                limit: "the most one upload may be ([server] max_upload_bytes)".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Copies a stream to an unlinked spool file, hashing it on the way; stops
+    /// as soon as it passes the upload limit.
+    async fn spool(
+        &self,
+        mut reader: impl AsyncRead + Unpin,
+        what: &str,
+        options: &UploadOptions,
+    ) -> Result<FileRange, GatewayError> {
+        let input = |source| GatewayError::Input { what: what.to_string(), source };
+        let path = self.spool_dir.join(format!("upload-{}", hex::encode(super::os_random::<8>())));
+        let mut file = std::fs::File::options().read(true).write(true).create_new(true).open(&path).map_err(input)?;
+        // The name is not needed once open: the bytes vanish with the handle.
+        let _ = std::fs::remove_file(&path);
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = reader.read(&mut buf).await.map_err(input)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            self.check_size(what, size, options)?;
+            sha2::Digest::update(&mut hasher, &buf[..n]);
+            file.write_all(&buf[..n]).map_err(input)?;
+        }
+        let sha256: [u8; 32] = sha2::Digest::finalize(hasher).into();
+        let mut range = FileRange::whole(file, what.to_string()).map_err(input)?;
+        range.len = size;
+        range.expected = Some(sha256);
+        Ok(range)
+    }
+
+    /// Whether a provider's copies need the original bytes kept elsewhere.
+    fn needs_backup(&self, adapter: &Adapter) -> bool {
+        let caps = adapter.capabilities();
+        adapter.name() != self.config.cache_provider && (caps.download != DownloadSupport::Original || !caps.persistent)
+    }
+
+    /// The caller's record of the content at `adapter`: its own if it has one;
+    /// a new record of a copy someone else sent; or a new upload.
+    async fn hold_copy(
+        &self,
+        adapter: &Adapter,
+        content: &Content,
+        purpose: Option<&str>,
+    ) -> Result<Held, GatewayError> {
+        let existing = self.catalog.find_copy(adapter.name(), &content.sha256, purpose, &self.principal.name).await?;
+        match existing {
+            Some(record) if record.principal == self.principal.name => {
+                Ok(Held { record, deduplicated: true, created: false })
+            }
+            Some(theirs) => {
+                let mut record = self.new_record(adapter, content, purpose, theirs.remote_id);
+                record.id = self.catalog.insert(&record).await?;
+                Ok(Held { record, deduplicated: true, created: true })
+            }
+            None => Ok(Held {
+                record: self.store_copy(adapter, content, purpose).await?,
+                deduplicated: false,
+                created: true,
+            }),
+        }
+    }
+
+    fn new_record(
+        &self,
+        adapter: &Adapter,
+        content: &Content,
+        purpose: Option<&str>,
+        remote_id: String,
+    ) -> ObjectRecord {
+        ObjectRecord {
+            id: new_id(),
+            principal: self.principal.name.clone(),
+            provider: adapter.name().to_string(),
+            remote_id,
+            sha256: content.sha256.clone(),
+            size: content.size,
+            name: content.name.clone(),
+            mime: content.mime.clone(),
+            purpose: purpose.map(str::to_string),
+            created_at: now(),
+            state: CopyState::Present,
+            description: String::new(),
+            tags: Vec::new(),
+        }
+    }
+
+    /// Uploads the content to one provider and records the copy. A copy that
+    /// cannot be recorded is deleted again, so none is left unfindable.
+    async fn store_copy(
+        &self,
+        adapter: &Adapter,
+        content: &Content,
+        purpose: Option<&str>,
+    ) -> Result<ObjectRecord, GatewayError> {
+        let body = content.body.try_clone().expect("upload sources are files or buffers");
+        let info = adapter.upload(body, &content.name, &content.mime, &content.sha256, purpose).await?;
+        metrics::counter!("wharf_bytes_in_total", "provider" => adapter.name().to_string()).increment(content.size);
+        let mut record = self.new_record(adapter, content, purpose, info.remote_id);
+        match self.catalog.insert(&record).await {
+            Ok(id) => {
+                record.id = id;
+                Ok(record)
+            }
+            Err(e) => {
+                if let Err(undo) = adapter.delete(&record.target()).await {
+                    tracing::error!(
+                        "{}: could not remove unrecorded copy {}: {undo}",
+                        record.provider,
+                        record.remote_id
+                    );
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Forgets a record this call made, deleting the copy unless another
+    /// record still points to it; logs what fails: used while undoing a
+    /// failed upload, whose own error is the one to report.
+    async fn discard(&self, record: &ObjectRecord) {
+        if let Err(e) = self.remove_record(record).await {
+            tracing::warn!("{}: could not undo {} after a failed upload: {e}", record.provider, record.id);
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! `/api/files…`: upload, list, inspect, read, change and delete stored files.
+
+use axum::extract::{FromRequest, Multipart, Path, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio_util::io::StreamReader;
+
+use super::auth::Authenticated;
+use super::content::{ContentHeaders, parse_range, respond};
+use super::{ApiError, ApiJson, ApiQuery};
+use crate::catalog::{MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord};
+use crate::gateway::{Caller, FileDetails, Source, UploadOptions, Uploaded};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    name: Option<String>,
+    provider: Option<String>,
+    purpose: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct UploadResult {
+    files: Vec<Uploaded>,
+}
+
+fn io_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("receiving the request body: {e}"))
+}
+
+/// `multipart/form-data` (file parts, with `provider` and `purpose` parts
+/// applying to the file parts after them), or a raw body named by `?name=`.
+/// Each file is spooled while hashed, then uploaded as `wharf upload` does.
+pub async fn upload(
+    Authenticated(caller): Authenticated,
+    ApiQuery(query): ApiQuery<UploadQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let limit = caller.config().server.max_upload_bytes;
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = declared.filter(|length| *length > limit) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is {length} bytes; this server accepts at most {limit} bytes per upload ([server] max_upload_bytes)"
+            ),
+        ));
+    }
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut options =
+        UploadOptions { provider: query.provider, purpose: query.purpose, name: None, max_size: Some(limit) };
+    let files = if is_multipart {
+        let multipart =
+            Multipart::from_request(request, &()).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        upload_parts(&caller, multipart, options).await?
+    } else {
+        let name = query.name.ok_or_else(|| {
+            ApiError::bad_request("a raw upload needs ?name=FILENAME (or send multipart/form-data with file parts)")
+        })?;
+        let stream = request.into_body().into_data_stream().map_err(io_error);
+        let source = Source::Stream { name, reader: Box::new(StreamReader::new(stream)), mime: None };
+        options.name = None;
+        vec![caller.upload(source, &options).await?]
+    };
+    Ok((StatusCode::CREATED, axum::Json(UploadResult { files })).into_response())
+}
+
+async fn upload_parts(
+    caller: &Caller,
+    mut multipart: Multipart,
+    mut options: UploadOptions,
+) -> Result<Vec<Uploaded>, ApiError> {
+    let limit = options.max_size.unwrap_or(u64::MAX);
+    let mut files = Vec::new();
+    let mut received = 0u64;
+    while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::bad_request(e.body_text()))? {
+        match field.name() {
+            Some("file") => {
+                let name = field.file_name().unwrap_or("upload").to_string();
+                let mime = field.content_type().map(str::to_string);
+                // The request's limit spans all of its parts.
+                options.max_size = Some(limit - received);
+                let stream = field.map_err(io_error);
+                let source = Source::Stream { name, reader: Box::new(StreamReader::new(stream)), mime };
+                let uploaded = caller.upload(source, &options).await?;
+                received += uploaded.size;
+                files.push(uploaded);
+            }
+            Some(key @ ("provider" | "purpose")) => {
+                let key = key.to_string();
+                let value = field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+                let value = Some(value).filter(|v| !v.is_empty());
+                if key == "provider" { options.provider = value } else { options.purpose = value }
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unexpected form part {:?}; send file parts named \"file\", and optionally \"provider\" and \"purpose\"",
+                    other.unwrap_or("")
+                )));
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(ApiError::bad_request("the form has no part named \"file\""));
+    }
+    Ok(files)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    provider: Option<String>,
+    name: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn list(
+    Authenticated(caller): Authenticated,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<axum::Json<ObjectPage>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be 1 to 1000, not {limit}")));
+    }
+    let page = caller
+        .list(ObjectQuery {
+            principal: None,
+            provider: query.provider,
+            name_contains: query.name,
+            after: query.after,
+            limit: Some(limit),
+        })
+        .await?;
+    Ok(axum::Json(page))
+}
+
+pub async fn details(
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<axum::Json<FileDetails>, ApiError> {
+    Ok(axum::Json(caller.details(&id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentQuery {
+    #[serde(default)]
+    derived: bool,
+}
+
+/// The bytes, verified as they stream; `?derived=true` for the provider's
+/// derived content.
+pub async fn content(
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<ContentQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let range = match (query.derived, parse_range(&headers)) {
+        (false, Some(range)) => {
+            let details = caller.details(&id).await?;
+            let size = details.file.size;
+            Some(range.within(size).ok_or(crate::gateway::GatewayError::RangeNotSatisfiable { size })?)
+        }
+        _ => None,
+    };
+    let content = caller.stream_content(&id, query.derived, range, "HTTP").await?;
+    let filename = match content.derived {
+        true => format!("{}.derived.txt", content.record.name),
+        false => content.record.name.clone(),
+    };
+    let headers = ContentHeaders {
+        filename: &filename,
+        mime: &content.mime,
+        size: (!content.derived).then_some(content.size),
+        range: range.map(|_| content.range),
+        sha256: content.sha256.as_deref(),
+        accept_ranges: !content.derived,
+    };
+    Ok(respond(headers, Some(content.stream)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    name: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+pub async fn update(
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<UpdateRequest>,
+) -> Result<axum::Json<ObjectRecord>, ApiError> {
+    let update = MetadataUpdate { name: request.name, description: request.description, tags: request.tags };
+    Ok(axum::Json(caller.update(&id, update).await?))
+}
+
+pub async fn remove(
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ObjectRecord>, ApiError> {
+    Ok(axum::Json(caller.remove(&id).await?))
+}

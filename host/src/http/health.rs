@@ -1,0 +1,32 @@
+//! Liveness, readiness and Prometheus metrics; no authentication.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the catalog answers; adapters are loaded before the server listens.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.gateway.ready().await {
+        Ok(()) => axum::Json(serde_json::json!({ "ready": true })).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "ready": false, "reason": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
+        }
+        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics are off (see the server log)").into_response(),
+    }
+}
