@@ -91,8 +91,9 @@ impl ServerConfig {
 /// `[principals.NAME]`
 #[derive(Debug, Clone)]
 pub struct PrincipalConfig {
-    /// Where this principal's paths may point; relative paths resolve against the first.
-    pub sandbox_roots: Vec<PathBuf>,
+    /// Where this principal's paths may point, relative paths resolving
+    /// against the first; `[host] sandbox_roots` when `None`.
+    pub sandbox_roots: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Clone)]
@@ -283,7 +284,7 @@ struct RawLinks {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPrincipal {
-    sandbox_roots: Vec<Spanned<PathBuf>>,
+    sandbox_roots: Option<Vec<Spanned<PathBuf>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -503,16 +504,18 @@ impl Config {
         let mut principals = BTreeMap::new();
         for (name, entry) in &raw.principals {
             check_principal_name(name).map_err(|m| at(Some(entry.span()), m))?;
-            let roots = &entry.get_ref().sandbox_roots;
-            if roots.is_empty() {
-                return Err(at(
-                    Some(entry.span()),
-                    format!(
-                        "principals.{name}.sandbox_roots is empty; list at least one directory, or remove the entry to use [host] sandbox_roots"
-                    ),
-                ));
-            }
-            let sandbox_roots = roots.iter().map(|r| resolve(r.get_ref())).collect();
+            let sandbox_roots = match &entry.get_ref().sandbox_roots {
+                Some(roots) if roots.is_empty() => {
+                    return Err(at(
+                        Some(entry.span()),
+                        format!(
+                            "principals.{name}.sandbox_roots is empty; list at least one directory, or leave it out to use [host] sandbox_roots"
+                        ),
+                    ));
+                }
+                Some(roots) => Some(roots.iter().map(|r| resolve(r.get_ref())).collect()),
+                None => None,
+            };
             principals.insert(name.clone(), PrincipalConfig { sandbox_roots });
         }
         let server = parse_server(&raw.server, &at)?;

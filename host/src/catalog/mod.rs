@@ -142,8 +142,9 @@ pub struct LinkRecord {
     pub expires_at: i64,
     pub max_uses: u32,
     pub uses: u32,
-    /// Bytes handed out or reserved for transfers under way.
-    pub reserved: u64,
+    /// Bytes charged to the budget: sent by finished transfers, and held
+    /// for Range transfers under way.
+    pub charged: u64,
     /// Bytes each use allows: the size plus an allowance for resumed transfers.
     pub budget_per_use: u64,
 }
@@ -152,9 +153,12 @@ impl LinkRecord {
     /// Whether `request` may be served now, and whether it takes a use: the
     /// one rule every catalog backend applies inside its own transaction.
     ///
-    /// A whole-file GET always takes a use. A Range GET draws its length from
-    /// a budget of `budget_per_use × uses`; it takes a use only when none has
-    /// been taken yet or the budget is spent (and uses are left).
+    /// A whole-file GET always takes a use; the bytes it sends are charged to
+    /// the budget when it ends. A Range GET charges its length up front to a
+    /// budget of `budget_per_use × uses`; it takes a use only when none has
+    /// been taken yet or the budget is spent (and uses are left). So a client
+    /// that lost its connection can resume at once, before Wharf has even
+    /// noticed the cut, yet the file cannot be fetched again and again.
     pub fn decide(&self, now: i64, request: UseRequest) -> UseOutcome {
         if self.expires_at <= now {
             return UseOutcome::Expired;
@@ -164,7 +168,7 @@ impl LinkRecord {
             UseRequest::Whole if uses_left => UseOutcome::Granted { took_use: true },
             UseRequest::Whole => UseOutcome::Exhausted,
             UseRequest::Range { len } => {
-                let wanted = self.reserved.saturating_add(len);
+                let wanted = self.charged.saturating_add(len);
                 let budget = |uses: u32| self.budget_per_use.saturating_mul(uses as u64);
                 if self.uses > 0 && wanted <= budget(self.uses) {
                     UseOutcome::Granted { took_use: false }
@@ -268,12 +272,14 @@ pub trait Catalog: Send + Sync {
 
     async fn insert_link(&self, link: &LinkRecord) -> Result<(), CatalogError>;
     async fn link(&self, token_sha256: &str) -> Result<Option<LinkRecord>, CatalogError>;
-    /// Takes what `request` needs of a link atomically, so that concurrent
-    /// requests on any number of hosts never take more than it allows.
+    /// Takes what `request` needs of a link atomically (a use, and for a
+    /// range its length charged), so that concurrent requests on any number
+    /// of hosts never take more than it allows.
     async fn take_use(&self, token_sha256: &str, now: i64, request: UseRequest) -> Result<UseOutcome, CatalogError>;
-    /// Gives back `unsent` reserved bytes, and the use itself when the
-    /// transfer failed on Wharf's side.
-    async fn release_use(&self, token_sha256: &str, unsent: u64, give_back_use: bool) -> Result<(), CatalogError>;
+    /// Settles a finished transfer: adds `delta` bytes to what the link has
+    /// charged (what it sent, less what it charged up front), and gives the
+    /// use back when the transfer failed on Wharf's side.
+    async fn settle_use(&self, token_sha256: &str, delta: i64, give_back_use: bool) -> Result<(), CatalogError>;
     async fn link_stats(&self, principal: &str, now: i64) -> Result<LinkStats, CatalogError>;
     /// Deletes links past their expiry; returns how many.
     async fn delete_expired_links(&self, now: i64) -> Result<u64, CatalogError>;

@@ -95,7 +95,7 @@ CREATE TABLE links (
     expires_at     INTEGER NOT NULL,
     max_uses       INTEGER NOT NULL,
     uses           INTEGER NOT NULL DEFAULT 0,
-    reserved       INTEGER NOT NULL DEFAULT 0,
+    charged        INTEGER NOT NULL DEFAULT 0,
     budget_per_use INTEGER NOT NULL
 );
 CREATE INDEX links_by_principal ON links (principal);
@@ -107,7 +107,7 @@ const OBJECT_COLUMNS: &str = "o.id, o.principal, o.provider, o.remote_id, o.sha2
      o.created_at, o.state, o.description, o.tags, o.rowid";
 
 const LINK_COLUMNS: &str = "token_sha256, principal, kind, target, filename, size, sha256, identity, max_size, \
-     created_at, expires_at, max_uses, uses, reserved, budget_per_use";
+     created_at, expires_at, max_uses, uses, charged, budget_per_use";
 
 pub struct SqliteCatalog {
     path: PathBuf,
@@ -199,7 +199,7 @@ fn link_from_row(row: &Row<'_>) -> rusqlite::Result<LinkRecord> {
         expires_at: row.get(10)?,
         max_uses: row.get(11)?,
         uses: row.get(12)?,
-        reserved: row.get::<_, i64>(13)? as u64,
+        charged: row.get::<_, i64>(13)? as u64,
         budget_per_use: row.get::<_, i64>(14)? as u64,
     })
 }
@@ -457,7 +457,7 @@ impl Catalog for SqliteCatalog {
                     link.expires_at,
                     link.max_uses,
                     link.uses,
-                    link.reserved as i64,
+                    link.charged as i64,
                     link.budget_per_use as i64,
                 ],
             )
@@ -494,13 +494,13 @@ impl Catalog for SqliteCatalog {
             };
             let outcome = link.decide(now, request);
             if let UseOutcome::Granted { took_use } = outcome {
-                let reserve = match request {
-                    UseRequest::Whole => link.size,
+                let charge = match request {
+                    UseRequest::Whole => 0,
                     UseRequest::Range { len } => len,
                 };
                 tx.execute(
-                    "UPDATE links SET uses = uses + ?2, reserved = reserved + ?3 WHERE token_sha256 = ?1",
-                    params![token_sha256, took_use as i64, reserve as i64],
+                    "UPDATE links SET uses = uses + ?2, charged = charged + ?3 WHERE token_sha256 = ?1",
+                    params![token_sha256, took_use as i64, charge as i64],
                 )?;
             }
             tx.commit()?;
@@ -508,11 +508,11 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    async fn release_use(&self, token_sha256: &str, unsent: u64, give_back_use: bool) -> Result<(), CatalogError> {
+    async fn settle_use(&self, token_sha256: &str, delta: i64, give_back_use: bool) -> Result<(), CatalogError> {
         self.with(|conn| {
             conn.execute(
-                "UPDATE links SET reserved = max(reserved - ?2, 0), uses = max(uses - ?3, 0) WHERE token_sha256 = ?1",
-                params![token_sha256, unsent as i64, give_back_use as i64],
+                "UPDATE links SET charged = max(charged + ?2, 0), uses = max(uses - ?3, 0) WHERE token_sha256 = ?1",
+                params![token_sha256, delta, give_back_use as i64],
             )
         })
         .map(drop)

@@ -44,7 +44,7 @@ fn link(size: u64, max_uses: u32, expires_at: i64) -> LinkRecord {
         expires_at,
         max_uses,
         uses: 0,
-        reserved: 0,
+        charged: 0,
         budget_per_use: LinkRecord::budget_for(size),
     }
 }
@@ -119,7 +119,7 @@ async fn a_single_use_link_is_taken_once_and_given_back_on_failure() {
     assert_eq!(take(UseRequest::Whole).await, UseOutcome::Granted { took_use: true });
     assert_eq!(take(UseRequest::Whole).await, UseOutcome::Exhausted);
     // A failure on Wharf's side gives the use back.
-    catalog.release_use(&link.token_sha256, 1000, true).await.unwrap();
+    catalog.settle_use(&link.token_sha256, 0, true).await.unwrap();
     assert_eq!(take(UseRequest::Whole).await, UseOutcome::Granted { took_use: true });
     // Expired, whatever is left; unknown is unknown.
     assert_eq!(catalog.take_use(&link.token_sha256, 100, UseRequest::Whole).await.unwrap(), UseOutcome::Expired);
@@ -134,10 +134,12 @@ async fn a_cut_download_resumes_within_its_budget_but_cannot_repeat() {
     let token = &link.token_sha256;
     let size = link.size;
     assert_eq!(catalog.take_use(token, 1, UseRequest::Whole).await.unwrap(), UseOutcome::Granted { took_use: true });
-    // The client received 400 KiB, then the connection was cut.
-    catalog.release_use(token, size - (400 << 10), false).await.unwrap();
+    // The connection is cut after 400 KiB; the client resumes at once, before
+    // the first transfer has been settled.
     let rest = UseRequest::Range { len: size - (400 << 10) };
     assert_eq!(catalog.take_use(token, 1, rest).await.unwrap(), UseOutcome::Granted { took_use: false });
+    // Then the cut transfer settles: it sent a little more than the client got.
+    catalog.settle_use(token, (400 << 10) + (64 << 10), false).await.unwrap();
     // The whole file again is past the budget of the one use.
     assert_eq!(catalog.take_use(token, 1, UseRequest::Range { len: size }).await.unwrap(), UseOutcome::Exhausted);
     assert_eq!(catalog.take_use(token, 1, UseRequest::Whole).await.unwrap(), UseOutcome::Exhausted);

@@ -275,7 +275,7 @@ impl Caller {
             expires_at: created_at + i64::from(expiry_minutes) * 60,
             max_uses,
             uses: 0,
-            reserved: 0,
+            charged: 0,
             budget_per_use: LinkRecord::budget_for(size),
         };
         self.catalog.insert_link(&link).await?;
@@ -359,7 +359,7 @@ fn file_name(path: &Path, fallback: &str) -> String {
 impl Gateway {
     /// Serves a link: checks it, opens its target, takes a use (not for
     /// HEAD), and streams. A transfer that fails on Wharf's side gives its
-    /// use back; bytes a cut transfer did not send go back to the budget.
+    /// use back; a cut transfer is charged only the bytes it sent.
     pub async fn open_link(
         self: &Arc<Self>,
         token: &str,
@@ -399,9 +399,9 @@ impl Gateway {
         if head {
             return Ok(transfer);
         }
-        let (request, reserved) = match range {
+        let (request, charged) = match range {
             Some((start, end)) => (UseRequest::Range { len: end - start }, end - start),
-            None => (UseRequest::Whole, link.size),
+            None => (UseRequest::Whole, 0),
         };
         let outcome = self.catalog.take_use(&token_sha256, now(), request).await?;
         let UseOutcome::Granted { took_use } = outcome else {
@@ -410,15 +410,16 @@ impl Gateway {
         if took_use {
             metrics::counter!("wharf_link_uses_total").increment(1);
         }
-        let release = {
+        let settle = {
             let gateway = self.clone();
             let token_sha256 = token_sha256.clone();
             move |end: StreamEnd, sent: u64| {
                 after_stream(async move {
-                    let give_back = took_use && end == StreamEnd::Failed;
-                    let unsent = reserved.saturating_sub(sent);
-                    if let Err(e) = gateway.catalog.release_use(&token_sha256, unsent, give_back).await {
-                        tracing::warn!("could not release a download link's use: {e}");
+                    // What Wharf failed to serve costs the link nothing.
+                    let failed = end == StreamEnd::Failed;
+                    let delta = if failed { 0 } else { sent as i64 } - charged as i64;
+                    if let Err(e) = gateway.catalog.settle_use(&token_sha256, delta, took_use && failed).await {
+                        tracing::warn!("could not settle a download link's use: {e}");
                     }
                 })
             }
@@ -433,12 +434,12 @@ impl Gateway {
             Opened::Stored => match owner.stream_content(&link.target, false, range, "download link").await {
                 Ok(content) => content.stream,
                 Err(e) => {
-                    release(StreamEnd::Failed, 0);
+                    settle(StreamEnd::Failed, 0);
                     return Err(e);
                 }
             },
         };
-        transfer.content = LinkContent::Stream(Box::pin(Metered::new(stream, release)));
+        transfer.content = LinkContent::Stream(Box::pin(Metered::new(stream, settle)));
         Ok(transfer)
     }
 }

@@ -199,9 +199,11 @@ impl Gateway {
         let sandbox = Sandbox::open(&config.sandbox_roots, None)?;
         let mut principal_sandboxes = BTreeMap::new();
         for (name, principal) in &config.principals {
-            let sandbox = Sandbox::open(&principal.sandbox_roots, principal.sandbox_roots.first())
-                .with_context(|| format!("[principals.{name}] sandbox_roots"))?;
-            principal_sandboxes.insert(name.clone(), sandbox);
+            if let Some(roots) = &principal.sandbox_roots {
+                let sandbox = Sandbox::open(roots, roots.first())
+                    .with_context(|| format!("[principals.{name}] sandbox_roots"))?;
+                principal_sandboxes.insert(name.clone(), sandbox);
+            }
         }
         let rate = NonZeroU32::new(config.server.links.rate_per_minute).unwrap_or(NonZeroU32::MIN);
         let link_limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(rate));

@@ -23,6 +23,9 @@ pub struct ApiError {
     pub challenge: bool,
     /// The size of the file, for 416's `Content-Range: bytes */SIZE`.
     pub unsatisfiable_size: Option<u64>,
+    /// Adds `Connection: close`: the request body was not read to its end,
+    /// so the connection cannot carry another request.
+    pub close: bool,
 }
 
 #[derive(Serialize)]
@@ -36,7 +39,14 @@ struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into(), retry_after: None, challenge: false, unsatisfiable_size: None }
+        Self {
+            status,
+            detail: detail.into(),
+            retry_after: None,
+            challenge: false,
+            unsatisfiable_size: None,
+            close: false,
+        }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -126,6 +136,9 @@ impl IntoResponse for ApiError {
         }
         if self.challenge {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"wharf\""));
+        }
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(size) = self.unsatisfiable_size {
             headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));

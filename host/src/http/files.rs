@@ -1,9 +1,12 @@
 //! `/api/files…`: upload, list, inspect, read, change and delete stored files.
 
+use std::time::Duration;
+
+use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio_util::io::StreamReader;
 
@@ -30,6 +33,26 @@ fn io_error(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(format!("receiving the request body: {e}"))
 }
 
+/// How much of a refused upload's body is read and dropped before answering,
+/// so that the client is reading when the answer comes rather than having
+/// its connection reset mid-send (RFC 9112 §9.6).
+const DRAIN_BYTES: u64 = 16 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+async fn drain(body: Body) {
+    let mut chunks = body.into_data_stream();
+    let mut drained = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = chunks.next().await {
+            drained += chunk.len() as u64;
+            if drained > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// `multipart/form-data` (file parts, with `provider` and `purpose` parts
 /// applying to the file parts after them), or a raw body named by `?name=`.
 /// Each file is spooled while hashed, then uploaded as `wharf upload` does.
@@ -42,13 +65,20 @@ pub async fn upload(
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if let Some(length) = declared.filter(|length| *length > limit) {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is {length} bytes; this server accepts at most {limit} bytes per upload ([server] max_upload_bytes)"
-            ),
-        ));
+        drain(request.into_body()).await;
+        let detail = format!(
+            "the request body is {length} bytes; this server accepts at most {limit} bytes per upload ([server] max_upload_bytes)"
+        );
+        return Err(ApiError { close: true, ..ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, detail) });
     }
+    upload_body(&caller, query, limit, request).await.map_err(|mut e| {
+        // Refused part-way: the rest of the body is unread.
+        e.close |= e.status == StatusCode::PAYLOAD_TOO_LARGE;
+        e
+    })
+}
+
+async fn upload_body(caller: &Caller, query: UploadQuery, limit: u64, request: Request) -> Result<Response, ApiError> {
     let is_multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -59,7 +89,7 @@ pub async fn upload(
     let files = if is_multipart {
         let multipart =
             Multipart::from_request(request, &()).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
-        upload_parts(&caller, multipart, options).await?
+        upload_parts(caller, multipart, options).await?
     } else {
         let name = query.name.ok_or_else(|| {
             ApiError::bad_request("a raw upload needs ?name=FILENAME (or send multipart/form-data with file parts)")
