@@ -181,10 +181,13 @@ impl LinkRecord {
         }
     }
 
-    /// The budget each use gives: the size plus an allowance of one eighth
-    /// and 64 KiB for transfers that are cut and resumed.
+    /// The budget each use gives: the size plus an allowance for transfers
+    /// that are cut and resumed. A server counts as sent what sits in socket
+    /// buffers, megabytes that a cut client never received and asks for
+    /// again; so the allowance is an eighth of the size, at least 16 MiB, but
+    /// never more than the size itself: at most two copies' worth per use.
     pub fn budget_for(size: u64) -> u64 {
-        size.saturating_add(size / 8).saturating_add(64 << 10)
+        size.saturating_add(size.min((size / 8).max(16 << 20)))
     }
 }
 
