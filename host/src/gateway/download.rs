@@ -264,13 +264,7 @@ impl Caller {
                 if copies.is_empty() {
                     return Err(GatewayError::UnknownId(id.to_string()));
                 }
-                let derives = |o: &&ObjectRecord| {
-                    o.state == CopyState::Present
-                        && self
-                            .adapters
-                            .get(&o.provider)
-                            .is_some_and(|a| a.capabilities().download == DownloadSupport::Derived)
-                };
+                let derives = |o: &&ObjectRecord| self.serves(o, DownloadSupport::Derived);
                 copies.iter().find(derives).cloned().ok_or_else(|| GatewayError::NotAtProvider {
                     id: id.to_string(),
                     provider: "any provider with derived content".into(),

@@ -274,6 +274,12 @@ impl Gateway {
             .collect()
     }
 
+    /// Whether a copy is present at a provider that downloads `support` content.
+    fn serves(&self, copy: &ObjectRecord, support: DownloadSupport) -> bool {
+        copy.state == CopyState::Present
+            && self.adapters.get(&copy.provider).is_some_and(|a| a.capabilities().download == support)
+    }
+
     /// Marks a copy gone when its provider says so, then passes the error on.
     async fn note_missing(&self, object: &ObjectRecord, err: CallError) -> GatewayError {
         if matches!(err.kind(), Some(ErrorKind::NotFound | ErrorKind::Gone))
@@ -322,13 +328,7 @@ impl Caller {
         if copies.is_empty() {
             return Err(unknown());
         }
-        let usable = |o: &&ObjectRecord| {
-            o.state == CopyState::Present
-                && self
-                    .adapters
-                    .get(&o.provider)
-                    .is_some_and(|a| a.capabilities().download == DownloadSupport::Original)
-        };
+        let usable = |o: &&ObjectRecord| self.serves(o, DownloadSupport::Original);
         let chosen = match provider {
             Some(p) => copies.iter().find(|o| o.provider == p && o.state == CopyState::Present),
             None => copies

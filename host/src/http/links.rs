@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -61,23 +61,16 @@ fn transfer_response(transfer: LinkTransfer) -> Response {
     respond(headers, body)
 }
 
-/// Anyone holding the link may use it: the token is the authority.
+/// GET and HEAD (the same headers, no use taken). Anyone holding the link
+/// may use it: the token is the authority.
 pub async fn download(
     State(state): State<AppState>,
+    method: Method,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let transfer = state.gateway.open_link(&token, false, parse_range(&headers)).await?;
-    Ok(transfer_response(transfer))
-}
-
-/// The same headers as GET; takes no use.
-pub async fn head(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let transfer = state.gateway.open_link(&token, true, parse_range(&headers)).await?;
+    let head = method == Method::HEAD;
+    let transfer = state.gateway.open_link(&token, head, parse_range(&headers)).await?;
     Ok(transfer_response(transfer))
 }
 

@@ -106,7 +106,7 @@ fn router(state: AppState) -> Router {
     let config = &state.gateway.config().server;
     // Routes that move file bytes may take as long as the transfer does.
     let transfers = Router::new()
-        .route("/api/download/{token}", get(links::download).head(links::head))
+        .route("/api/download/{token}", get(links::download).head(links::download))
         .route("/api/files/{id}/content", get(files::content))
         .route("/api/files", post(files::upload).layer(axum::extract::DefaultBodyLimit::disable()));
     let metadata = Router::new()
