@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -27,6 +28,35 @@ pub enum Body {
     Response(Option<reqwest::Response>),
 }
 
+/// Bytes moved so far by a transfer, shared by everything that moves them
+/// (multipart parts included), for progress reports.
+#[derive(Debug, Default)]
+pub struct Progress {
+    done: AtomicU64,
+    /// 0 until known.
+    total: AtomicU64,
+}
+
+impl Progress {
+    pub fn add(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Adds to the bytes the transfer (or batch of transfers) will move.
+    pub fn add_total(&self, bytes: u64) {
+        self.total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The bytes the transfer will move, once known.
+    pub fn total(&self) -> Option<u64> {
+        Some(self.total.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+}
+
 /// A byte range of an open file, read with positional reads so that several
 /// ranges of one file (multipart parts) can be sent at once.
 #[derive(Clone)]
@@ -39,6 +69,8 @@ pub struct FileRange {
     pub expected: Option<Digest>,
     /// What the file is, for messages.
     pub label: Arc<str>,
+    /// Counts the bytes read, when someone is watching.
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// What a completed copy moved.
@@ -87,7 +119,7 @@ impl FileRange {
     /// The whole of an open file.
     pub fn whole(file: File, label: impl Into<Arc<str>>) -> std::io::Result<Self> {
         let len = file.metadata()?.len();
-        Ok(Self { file: Arc::new(file), offset: 0, len, expected: None, label: label.into() })
+        Ok(Self { file: Arc::new(file), offset: 0, len, expected: None, label: label.into(), progress: None })
     }
 
     fn io_error(&self, source: std::io::Error) -> BodyError {
@@ -109,6 +141,9 @@ impl FileRange {
             hasher.update(&buf[..n]);
             sink(&buf[..n])?;
             done += n as u64;
+            if let Some(progress) = &self.progress {
+                progress.add(n as u64);
+            }
         }
         let sha256: Digest = hasher.finalize().into();
         if let Some(expected) = self.expected.filter(|e| *e != sha256) {
@@ -158,6 +193,7 @@ impl Body {
                 len: length,
                 expected: None,
                 label: range.label.clone(),
+                progress: range.progress.clone(),
             })),
             Body::Bytes(bytes) => Ok(Body::Bytes(bytes.slice(offset as usize..(offset + length) as usize))),
             Body::Response(_) => Err(BodyError::NotSliceable),
@@ -199,10 +235,17 @@ impl Body {
     }
 
     /// Streams the whole body into `dest`, hashing it, then flushes it to disk.
-    pub async fn copy_to(self, mut dest: File, dest_label: String) -> Result<Copied, BodyError> {
+    /// `progress` counts the bytes as they are written.
+    pub async fn copy_to(
+        self,
+        mut dest: File,
+        dest_label: String,
+        progress: Option<Arc<Progress>>,
+    ) -> Result<Copied, BodyError> {
         let write_error = move |source| BodyError::Io { label: dest_label.clone(), source };
         match self {
-            Body::File(range) => tokio::task::spawn_blocking(move || {
+            Body::File(mut range) => tokio::task::spawn_blocking(move || {
+                range.progress = range.progress.or(progress);
                 let copied = range.for_each_chunk(|chunk| dest.write_all(chunk).map_err(&write_error))?;
                 dest.sync_all().map_err(&write_error)?;
                 Ok(copied)
@@ -211,6 +254,9 @@ impl Body {
             .expect("copying thread panicked"),
             Body::Bytes(bytes) => tokio::task::spawn_blocking(move || {
                 dest.write_all(&bytes).map_err(&write_error)?;
+                if let Some(progress) = progress {
+                    progress.add(bytes.len() as u64);
+                }
                 dest.sync_all().map_err(&write_error)?;
                 Ok(Copied { size: bytes.len() as u64, sha256: digest_of(&bytes) })
             })
@@ -226,6 +272,9 @@ impl Body {
                         hasher.update(&chunk);
                         dest.write_all(&chunk).map_err(&write_error)?;
                         size += chunk.len() as u64;
+                        if let Some(progress) = &progress {
+                            progress.add(chunk.len() as u64);
+                        }
                     }
                     dest.sync_all().map_err(&write_error)?;
                     Ok(Copied { size, sha256: hasher.finalize().into() })

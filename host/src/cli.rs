@@ -189,7 +189,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 out.error(None, &"--name applies to one file; upload the files one at a time to name each");
                 return ExitCode::from(2);
             }
-            let options = UploadOptions { provider, purpose, name, max_size: None };
+            let options = UploadOptions { provider, purpose, name, ..UploadOptions::default() };
             for path in paths {
                 let input = path.display().to_string();
                 let source = if input == "-" { Source::Stdin } else { Source::Path(path) };
@@ -285,7 +285,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Mcp => {
-            if let Err(e) = wharf::mcp::serve_stdio(caller).await {
+            if let Err(e) = wharf::mcp::serve_stdio(gateway.clone()).await {
                 out.error(None, &format_args!("{e:#}"));
             }
         }

@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     pub cleanup_interval: Duration,
     pub links: LinkLimits,
+    /// Browser origins besides the server's own that may call `/mcp`.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -77,14 +79,8 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             cleanup_interval: Duration::from_secs(300),
             links: LinkLimits { max_size: 100 << 20, rate_per_minute: 60 },
+            allowed_origins: Vec::new(),
         }
-    }
-}
-
-impl ServerConfig {
-    /// The base URL links are built on.
-    pub fn base_url(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_string()
     }
 }
 
@@ -272,6 +268,8 @@ struct RawServer {
     cleanup_interval_secs: Option<Spanned<u64>>,
     #[serde(default)]
     links: RawLinks,
+    #[serde(default)]
+    allowed_origins: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -594,7 +592,22 @@ fn parse_server(
         Some(rate) => *rate.get_ref(),
         None => defaults.links.rate_per_minute,
     };
+    let mut allowed_origins = Vec::new();
+    for origin in &raw.allowed_origins {
+        let parsed = reqwest::Url::parse(origin.get_ref()).ok().filter(|u| u.has_host() && u.path() == "/");
+        if parsed.is_none() {
+            return Err(at(
+                Some(origin.span()),
+                format!(
+                    "[server] allowed_origins: {:?} is not an origin; write scheme://host[:port], e.g. \"https://app.example.com\"",
+                    origin.get_ref()
+                ),
+            ));
+        }
+        allowed_origins.push(origin.get_ref().trim_end_matches('/').to_string());
+    }
     Ok(ServerConfig {
+        allowed_origins,
         listen,
         public_url,
         auth: raw.auth.unwrap_or(defaults.auth),

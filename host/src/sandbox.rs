@@ -6,11 +6,12 @@
 //! by comparing strings.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 
-use crate::body::{Body, BodyError, Copied, Digest, FileRange, to_hex};
+use crate::body::{Body, BodyError, Copied, Digest, FileRange, Progress, to_hex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -172,9 +173,15 @@ impl Sandbox {
 }
 
 impl Destination<'_> {
-    /// Streams the body into place atomically, checking its SHA-256.
-    pub async fn write(&self, body: Body, expected: Option<Digest>) -> Result<Copied, WriteError> {
-        write_atomic(self.dir, &self.relative, body, expected, &self.display.display().to_string()).await
+    /// Streams the body into place atomically, checking its SHA-256;
+    /// `progress` counts the bytes written.
+    pub async fn write(
+        &self,
+        body: Body,
+        expected: Option<Digest>,
+        progress: Option<Arc<Progress>>,
+    ) -> Result<Copied, WriteError> {
+        write_atomic(self.dir, &self.relative, body, expected, &self.display.display().to_string(), progress).await
     }
 }
 
@@ -187,15 +194,34 @@ fn safe_file_name(name: &str) -> String {
         .unwrap_or_else(|| "download".to_string())
 }
 
+/// A temporary file that is removed unless it was renamed into place: on an
+/// error, and also when the write is abandoned (a cancelled request drops the
+/// future mid-copy).
+struct Partial<'a> {
+    dir: &'a Dir,
+    name: String,
+    kept: bool,
+}
+
+impl Drop for Partial<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = self.dir.remove_file(&self.name);
+        }
+    }
+}
+
 /// Writes `body` to `relative` under `dir`: into a temporary file beside the
 /// destination, fsynced, checked against `expected`, then renamed over it.
-/// On any failure the temporary file is removed and the destination untouched.
+/// On any failure, or if the write is abandoned, the temporary file is
+/// removed and the destination untouched.
 pub async fn write_atomic(
     dir: &Dir,
     relative: &Path,
     body: Body,
     expected: Option<Digest>,
     label: &str,
+    progress: Option<Arc<Progress>>,
 ) -> Result<Copied, WriteError> {
     let file_name = relative
         .file_name()
@@ -209,29 +235,19 @@ pub async fn write_atomic(
     };
     let temp_name = format!(".{}.{:016x}.wharf-partial", file_name.to_string_lossy(), rand::random::<u64>());
     let temp = parent.open_with(&temp_name, OpenOptions::new().write(true).create_new(true))?;
-    let copied = body.copy_to(temp.into_std(), label.to_string()).await;
-    let outcome = match copied {
-        Ok(copied) => match expected {
-            Some(expected) if expected != copied.sha256 => Err(WriteError::HashMismatch {
-                expected: to_hex(&expected),
-                actual: to_hex(&copied.sha256),
-                destination: label.to_string(),
-            }),
-            _ => Ok(copied),
-        },
-        Err(e) => Err(e.into()),
-    };
-    match outcome {
-        Ok(copied) => {
-            parent.rename(&temp_name, &parent, file_name)?;
-            // Make the rename itself durable.
-            // (cap-std's own directory handles are O_PATH, which cannot be fsynced.)
-            parent.open_with(".", OpenOptions::new().read(true))?.sync_all()?;
-            Ok(copied)
-        }
-        Err(e) => {
-            let _ = parent.remove_file(&temp_name);
-            Err(e)
-        }
+    let mut partial = Partial { dir: &parent, name: temp_name, kept: false };
+    let copied = body.copy_to(temp.into_std(), label.to_string(), progress).await?;
+    if let Some(expected) = expected.filter(|e| *e != copied.sha256) {
+        return Err(WriteError::HashMismatch {
+            expected: to_hex(&expected),
+            actual: to_hex(&copied.sha256),
+            destination: label.to_string(),
+        });
     }
+    parent.rename(&partial.name, &parent, file_name)?;
+    partial.kept = true;
+    // Make the rename itself durable.
+    // (cap-std's own directory handles are O_PATH, which cannot be fsynced.)
+    parent.open_with(".", OpenOptions::new().read(true))?.sync_all()?;
+    Ok(copied)
 }

@@ -12,7 +12,7 @@ pub use sqlite::SqliteCatalog;
 use serde::Serialize;
 
 /// One principal's record of a copy of some content at one provider.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ObjectRecord {
     /// Wharf's id for this record (`wf_…`).
     pub id: String,
@@ -36,7 +36,7 @@ pub struct ObjectRecord {
 }
 
 /// Whether the provider still holds a copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CopyState {
     Present,
@@ -45,7 +45,7 @@ pub enum CopyState {
 }
 
 /// A download, for the history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DownloadRecord {
     pub object_id: String,
     pub principal: String,

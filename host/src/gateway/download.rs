@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::{Caller, GatewayError, now};
-use crate::body::{Body, BodyError, Copied, Digest, parse_hex, to_hex};
+use crate::body::{Body, BodyError, Copied, Digest, Progress, parse_hex, to_hex};
 use crate::catalog::{CopyState, DownloadRecord, ObjectRecord};
 use crate::runtime::{ContentKind, DownloadSupport};
 use crate::sandbox::Destination;
@@ -49,6 +50,16 @@ pub struct StreamedContent {
     pub sha256: Option<String>,
     pub derived: bool,
     pub stream: ContentStream,
+}
+
+/// Where downloaded bytes come from, for messages and the history.
+struct Origin<'a> {
+    /// The record asked for.
+    id: &'a str,
+    /// The provider whose copy is read.
+    provider: &'a str,
+    /// `provider`, `cache` or `derived`, for the history.
+    source: &'a str,
 }
 
 /// How a stream ended, for whoever meters it.
@@ -234,14 +245,29 @@ impl Caller {
         destination: Option<&Path>,
         provider: Option<&str>,
     ) -> Result<Downloaded, GatewayError> {
+        self.download_tracked(id, destination, provider, None).await
+    }
+
+    /// [`Caller::download`], counting the bytes written into `progress`.
+    pub async fn download_tracked(
+        &self,
+        id: &str,
+        destination: Option<&Path>,
+        provider: Option<&str>,
+        progress: Option<Arc<Progress>>,
+    ) -> Result<Downloaded, GatewayError> {
         if let Some(p) = provider {
             self.adapter(Some(p))?;
         }
         let requested = self.resolve(id, provider).await?;
         let target = self.sandbox().destination(destination, &requested.name)?;
+        if let Some(progress) = &progress {
+            progress.add_total(requested.size);
+        }
         let (object, source, body) = self.open_original(&requested, provider.is_some()).await?;
         let expected = parse_hex(&object.sha256);
-        let copied = self.deliver(&requested.id, &object.provider, &target, body, expected, source).await?;
+        let from = Origin { id: &requested.id, provider: &object.provider, source };
+        let copied = self.deliver(from, &target, body, expected, progress).await?;
         Ok(Downloaded {
             id: requested.id,
             path: target.display.clone(),
@@ -304,7 +330,8 @@ impl Caller {
         };
         let name = format!("{}.derived.{extension}", object.name);
         let target = self.sandbox().destination(destination, &name)?;
-        let copied = self.deliver(&object.id, &object.provider, &target, body, None, "derived").await?;
+        let from = Origin { id: &object.id, provider: &object.provider, source: "derived" };
+        let copied = self.deliver(from, &target, body, None, None).await?;
         Ok(Downloaded {
             id: object.id,
             path: target.display.clone(),
@@ -323,22 +350,21 @@ impl Caller {
     /// adds the download to the history of `id`.
     async fn deliver(
         &self,
-        id: &str,
-        provider: &str,
+        from: Origin<'_>,
         target: &Destination<'_>,
         body: Body,
         expected: Option<Digest>,
-        history_source: &str,
+        progress: Option<Arc<Progress>>,
     ) -> Result<Copied, GatewayError> {
         let destination = target.display.display().to_string();
-        let copied = target.write(body, expected).await.map_err(|source| GatewayError::Write {
-            id: id.to_string(),
-            provider: provider.to_string(),
+        let copied = target.write(body, expected, progress).await.map_err(|source| GatewayError::Write {
+            id: from.id.to_string(),
+            provider: from.provider.to_string(),
             destination: destination.clone(),
             source: Box::new(source),
         })?;
-        metrics::counter!("wharf_bytes_out_total", "provider" => provider.to_string()).increment(copied.size);
-        self.record_download(id, destination, history_source).await?;
+        metrics::counter!("wharf_bytes_out_total", "provider" => from.provider.to_string()).increment(copied.size);
+        self.record_download(from.id, destination, from.source).await?;
         Ok(copied)
     }
 
@@ -423,5 +449,62 @@ impl Caller {
 impl From<BodyError> for std::io::Error {
     fn from(e: BodyError) -> Self {
         std::io::Error::other(e.to_string())
+    }
+}
+
+/// Up to a few KiB of content, for showing to a model.
+pub struct InlineContent {
+    pub record: ObjectRecord,
+    pub mime: String,
+    /// The whole content's size, when known.
+    pub size: Option<u64>,
+    pub bytes: Vec<u8>,
+    /// More content follows what `bytes` holds.
+    pub truncated: bool,
+    pub derived: bool,
+}
+
+impl InlineContent {
+    /// The content as text: UTF-8 without NUL bytes (a cut at the end of a
+    /// truncated read may split a character; that part is dropped).
+    pub fn text(&self) -> Option<&str> {
+        let text = match std::str::from_utf8(&self.bytes) {
+            Ok(text) => text,
+            Err(e) if self.truncated && e.error_len().is_none() => {
+                std::str::from_utf8(&self.bytes[..e.valid_up_to()]).expect("valid up to here")
+            }
+            Err(_) => return None,
+        };
+        (!text.contains('\0')).then_some(text)
+    }
+}
+
+impl Caller {
+    /// Reads at most `max_bytes` of a stored file (or of the provider's
+    /// derived content). Content that fits is verified against its SHA-256
+    /// as it is read; a longer one is cut, and says so.
+    pub async fn read_inline(&self, id: &str, derived: bool, max_bytes: usize) -> Result<InlineContent, GatewayError> {
+        let content = self.stream_content(id, derived, None, "read inline").await?;
+        let mut stream = content.stream;
+        let mut bytes = Vec::new();
+        let mut truncated = false;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| GatewayError::Input { what: content.record.id.clone(), source })?;
+            let room = max_bytes - bytes.len();
+            if chunk.len() > room {
+                bytes.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                break;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(InlineContent {
+            size: (!content.derived).then_some(content.size),
+            record: content.record,
+            mime: content.mime,
+            bytes,
+            truncated,
+            derived: content.derived,
+        })
     }
 }

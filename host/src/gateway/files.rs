@@ -27,7 +27,7 @@ pub struct FileDetails {
     pub downloads: Vec<DownloadRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct RemoteInfo {
     pub remote_id: String,
     pub name: Option<String>,

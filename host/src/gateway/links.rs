@@ -206,8 +206,15 @@ enum Opened {
 }
 
 impl Caller {
-    /// Makes a download link.
+    /// Makes a download link. Links are served by `wharf serve`; they can be
+    /// made elsewhere (the CLI, `wharf mcp`) only where `[server] public_url`
+    /// says where that server is.
     pub async fn create_link(&self, request: LinkRequest) -> Result<LinkCreated, GatewayError> {
+        let Some(base_url) = self.config.server.public_url.clone() else {
+            return Err(GatewayError::InvalidRequest(
+                "download links are served by `wharf serve`: run it on this catalog, and set [server] public_url to the address people reach it at so that links made outside it point there".into(),
+            ));
+        };
         if let Err(not_until) = self.link_limiter.check_key(&self.principal.name) {
             return Err(GatewayError::RateLimited {
                 retry_after: not_until.wait_time_from(DefaultClock::default().now()),
@@ -281,7 +288,7 @@ impl Caller {
         self.catalog.insert_link(&link).await?;
         metrics::counter!("wharf_link_generations_total").increment(1);
         Ok(LinkCreated {
-            download_url: format!("{}/api/download/{token}", self.config.server.base_url()),
+            download_url: format!("{}/api/download/{token}", base_url.trim_end_matches('/')),
             token,
             expires_at: link.expires_at,
             file_type: kind.as_str(),

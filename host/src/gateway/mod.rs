@@ -15,7 +15,7 @@ mod links;
 mod tokens;
 mod upload;
 
-pub use download::{ContentStream, Downloaded, StreamedContent};
+pub use download::{ContentStream, Downloaded, InlineContent, StreamedContent};
 pub use files::{FileDetails, FileInfo, RemoteInfo};
 pub use links::{LinkContent, LinkCreated, LinkRequest, LinkTarget, LinkTransfer, RangeRequest};
 pub use tokens::TokenCreated;
@@ -61,7 +61,7 @@ impl Principal {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PluginInfo {
     pub name: String,
     pub wit_version: &'static str,

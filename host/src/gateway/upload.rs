@@ -3,13 +3,14 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{Caller, GatewayError, new_id, now};
-use crate::body::{Body, Copied, FileRange, digest_of, to_hex};
+use crate::body::{Body, Copied, FileRange, Progress, digest_of, to_hex};
 use crate::catalog::{CopyState, ObjectRecord};
 use crate::runtime::{Adapter, DownloadSupport};
 
@@ -25,7 +26,7 @@ pub enum Source<'a> {
     Stream { name: String, reader: Box<dyn AsyncRead + Send + Unpin + 'a>, mime: Option<String> },
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct UploadOptions {
     pub provider: Option<String>,
     pub purpose: Option<String>,
@@ -34,6 +35,8 @@ pub struct UploadOptions {
     /// Refuse sources larger than this (a server's upload limit), before any
     /// provider is touched; streams are cut off as soon as they pass it.
     pub max_size: Option<u64>,
+    /// Counts the bytes sent to providers, for progress reports.
+    pub progress: Option<Arc<Progress>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
@@ -105,6 +108,9 @@ impl Caller {
                 limit: format!("the most provider {provider} accepts"),
             });
         }
+        if let Some(progress) = &options.progress {
+            progress.add_total(content.size);
+        }
         let purpose = options.purpose.as_deref();
         let backup = match self.needs_backup(adapter) {
             true => Some(self.hold_copy(self.adapter(Some(&self.config.cache_provider))?, &content, None).await?),
@@ -138,6 +144,7 @@ impl Caller {
                 self.check_size(&path.display().to_string(), range.len, options)?;
                 let copied = range.clone().hash().await.map_err(GatewayError::Read)?;
                 range.expected = Some(copied.sha256);
+                range.progress = options.progress.clone();
                 let own_name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
                 (Body::File(range), own_name, None, copied)
             }
@@ -147,7 +154,8 @@ impl Caller {
                 (Body::File(range), "stdin".to_string(), None, copied)
             }
             Source::Stream { name, reader, mime } => {
-                let range = self.spool(reader, &name, options).await?;
+                let mut range = self.spool(reader, &name, options).await?;
+                range.progress = options.progress.clone();
                 let copied = Copied { size: range.len, sha256: range.expected.expect("spooling hashes") };
                 (Body::File(range), name, mime, copied)
             }

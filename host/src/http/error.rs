@@ -19,8 +19,8 @@ pub struct ApiError {
     pub detail: String,
     /// Seconds, for 429 and 503.
     pub retry_after: Option<Duration>,
-    /// Adds `WWW-Authenticate` (401).
-    pub challenge: bool,
+    /// `WWW-Authenticate` (401).
+    pub challenge: Option<String>,
     /// The size of the file, for 416's `Content-Range: bytes */SIZE`.
     pub unsatisfiable_size: Option<u64>,
     /// Adds `Connection: close`: the request body was not read to its end,
@@ -43,7 +43,7 @@ impl ApiError {
             status,
             detail: detail.into(),
             retry_after: None,
-            challenge: false,
+            challenge: None,
             unsatisfiable_size: None,
             close: false,
         }
@@ -53,8 +53,13 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, detail)
     }
 
-    pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self { challenge: true, ..Self::new(StatusCode::UNAUTHORIZED, detail) }
+    /// 401 with a bearer challenge naming where the resource's metadata is (RFC 9728).
+    pub fn unauthorized(detail: impl Into<String>, resource_metadata: Option<&str>) -> Self {
+        let challenge = match resource_metadata {
+            Some(url) => format!("Bearer realm=\"wharf\", resource_metadata=\"{url}\""),
+            None => "Bearer realm=\"wharf\"".to_string(),
+        };
+        Self { challenge: Some(challenge), ..Self::new(StatusCode::UNAUTHORIZED, detail) }
     }
 }
 
@@ -134,8 +139,8 @@ impl IntoResponse for ApiError {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
-        if self.challenge {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"wharf\""));
+        if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if self.close {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

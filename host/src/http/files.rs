@@ -84,8 +84,12 @@ async fn upload_body(caller: &Caller, query: UploadQuery, limit: u64, request: R
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let mut options =
-        UploadOptions { provider: query.provider, purpose: query.purpose, name: None, max_size: Some(limit) };
+    let mut options = UploadOptions {
+        provider: query.provider,
+        purpose: query.purpose,
+        max_size: Some(limit),
+        ..UploadOptions::default()
+    };
     let files = if is_multipart {
         let multipart =
             Multipart::from_request(request, &()).await.map_err(|e| ApiError::bad_request(e.body_text()))?;

@@ -102,8 +102,26 @@ async fn count_requests(request: Request, next: Next) -> Response {
     response
 }
 
-fn router(state: AppState) -> Router {
+/// RFC 9728 metadata for `/mcp` (and the file API): this server is the
+/// resource; tokens come from `wharf token create`.
+async fn resource_metadata(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::Json<serde_json::Value> {
+    let base = state.gateway.config().server.public_url.clone().unwrap_or_default();
+    axum::Json(serde_json::json!({
+        "resource": format!("{base}/mcp"),
+        "resource_name": "Wharf",
+        "authorization_servers": [],
+        "bearer_methods_supported": ["header"],
+        "resource_documentation": "Bearer tokens are issued by the server's operator with `wharf token create --principal NAME`.",
+    }))
+}
+
+fn router(state: AppState, shutdown: CancellationToken) -> Router {
     let config = &state.gateway.config().server;
+    let mcp = Router::new()
+        .nest_service("/mcp", crate::mcp::http_service(state.gateway.clone(), shutdown))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_principal));
     // Routes that move file bytes may take as long as the transfer does.
     let transfers = Router::new()
         .route("/api/download/{token}", get(links::download).head(links::download))
@@ -117,9 +135,11 @@ fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route(auth::RESOURCE_METADATA_PATH, get(resource_metadata))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout));
     transfers
         .merge(metadata)
+        .merge(mcp)
         .layer(middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -182,7 +202,7 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     let shutdown = CancellationToken::new();
     spawn_cleanup(gateway, shutdown.clone());
 
-    let app = router(state);
+    let app = router(state, shutdown.clone());
     let graceful = shutdown.clone();
     let mut running = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -48,7 +48,7 @@ impl Host for CallState {
             Err(e) => return Ok(Err(e)),
         };
         let label = grant.path.join(&path).display().to_string();
-        let written = sandbox::write_atomic(&grant.dir, Path::new(&path), body, None, &label).await;
+        let written = sandbox::write_atomic(&grant.dir, Path::new(&path), body, None, &label, None).await;
         Ok(written.map(|copied| copied.size).map_err(|e| match e {
             WriteError::Io(err) => io_error(err, format!("writing {label}")),
             other => ProviderError::new(ErrorKind::Other, other.to_string()),
