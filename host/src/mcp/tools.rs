@@ -16,7 +16,7 @@ use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use tokio_util::sync::CancellationToken;
 
 use super::types::*;
-use super::{ProgressReport, WharfMcp, failure, input_schema, output_schema, resource_link, success};
+use super::{ProgressReport, WharfMcp, failure, input_schema, link_to, output_schema, resource_link, success};
 use crate::catalog::{LinkStats, MetadataUpdate, ObjectQuery};
 use crate::gateway::{Caller, Downloaded, LinkRequest, LinkTarget, Source, UploadOptions};
 
@@ -163,9 +163,7 @@ impl WharfMcp {
                         human_size(file.size),
                         file.provider
                     ));
-                    if let Ok(record) = caller.details(&file.id).await {
-                        links.push(resource_link(&record.file));
-                    }
+                    links.push(link_to(&file.id, &file.name, &file.mime, file.size));
                 }
                 None => lines.push(format!("{}: failed: {}", item.input, item.error.as_deref().unwrap_or(""))),
             }
