@@ -34,9 +34,10 @@ use crate::body::Progress;
 use crate::catalog::ObjectRecord;
 use crate::gateway::{Caller, Gateway, Principal};
 
-/// The longest stdio message read: large enough for the inline content cap
-/// with room to spare; a longer one cannot be answered by rmcp's transport.
-const STDIO_MAX_LINE_BYTES: usize = 64 << 20;
+/// The longest message read, on stdio and over HTTP: large enough for the
+/// inline content cap with room to spare, so that an over-cap item gets the
+/// tool's own answer; rmcp cannot answer a longer one on stdio.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Transfers smaller than this finish too fast for progress to mean anything.
 const PROGRESS_MIN_BYTES: u64 = 1 << 20;
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -113,11 +114,11 @@ pub(crate) fn output_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
 
 /// A file as a `resource_link` content block.
 fn resource_link(record: &ObjectRecord) -> ContentBlock {
-    ContentBlock::resource_link(
-        Resource::new(file_uri(&record.id), record.name.clone())
-            .with_mime_type(record.mime.clone())
-            .with_size(record.size),
-    )
+    link_to(&record.id, &record.name, &record.mime, record.size)
+}
+
+fn link_to(id: &str, name: &str, mime: &str, size: u64) -> ContentBlock {
+    ContentBlock::resource_link(Resource::new(file_uri(id), name).with_mime_type(mime).with_size(size))
 }
 
 /// A successful result: structured content, a one-line summary, and links.
@@ -247,7 +248,7 @@ impl ServerHandler for WharfMcp {
 pub async fn serve_stdio(gateway: Arc<Gateway>) -> anyhow::Result<()> {
     let principal = Principal::new(gateway.config().principal.clone());
     let (stdin, stdout) = rmcp::transport::stdio();
-    let transport = AsyncRwTransport::new_server(stdin, stdout).with_max_line_length(STDIO_MAX_LINE_BYTES);
+    let transport = AsyncRwTransport::new_server(stdin, stdout).with_max_line_length(MAX_MESSAGE_BYTES);
     let service = WharfMcp::new(gateway, Some(principal)).serve(transport).await?;
     service.waiting().await?;
     Ok(())
@@ -277,6 +278,7 @@ pub fn http_service(
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .enforce_origin_validation()
+        .with_max_request_body_bytes(MAX_MESSAGE_BYTES)
         .with_cancellation_token(shutdown);
     StreamableHttpService::new(
         move || Ok(WharfMcp::new(gateway.clone(), None)),
