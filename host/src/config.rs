@@ -31,6 +31,11 @@ pub struct Config {
     pub server: ServerConfig,
     /// Per-principal settings; a principal not listed uses the host's.
     pub principals: BTreeMap<String, PrincipalConfig>,
+    /// What relative user paths under `[host] sandbox_roots` are relative
+    /// to. Not in the file: the CLI and `wharf mcp` use the working
+    /// directory; `wharf serve`, whose clients cannot know its working
+    /// directory, uses the first root.
+    pub relative_to_first_root: bool,
 }
 
 /// `[server]`: how `wharf serve` listens, authenticates and limits.
@@ -527,6 +532,7 @@ impl Config {
             principal,
             server,
             principals,
+            relative_to_first_root: false,
         })
     }
 }

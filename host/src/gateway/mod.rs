@@ -196,7 +196,8 @@ impl Gateway {
             config.file.display(),
             config.cache_provider
         );
-        let sandbox = Sandbox::open(&config.sandbox_roots, None)?;
+        let base = config.relative_to_first_root.then(|| config.sandbox_roots.first()).flatten();
+        let sandbox = Sandbox::open(&config.sandbox_roots, base)?;
         let mut principal_sandboxes = BTreeMap::new();
         for (name, principal) in &config.principals {
             if let Some(roots) = &principal.sandbox_roots {

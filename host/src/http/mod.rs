@@ -196,6 +196,7 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     if config.server.public_url.is_none() {
         config.server.public_url = Some(format!("http://{bound}"));
     }
+    config.relative_to_first_root = true;
     let grace = config.server.shutdown_grace;
     let gateway = Gateway::open(config).await?;
     let state = AppState { gateway: gateway.clone(), metrics: install_metrics() };
