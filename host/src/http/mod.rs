@@ -27,6 +27,7 @@ use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -206,6 +207,11 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     let app = router(state, shutdown.clone());
     let graceful = shutdown.clone();
     let mut running = tokio::spawn(async move {
+        // Small responses (an MCP event after its priming event, a problem
+        // document) must not wait for the client's delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(graceful.cancelled_owned())
             .await

@@ -8,6 +8,7 @@
 //! - `types.rs`: their inputs and outputs
 //! - `resources.rs`: `wharf://files/{id}` resources
 
+mod line_limit;
 mod resources;
 mod tools;
 mod types;
@@ -36,7 +37,7 @@ use crate::gateway::{Caller, Gateway, Principal};
 
 /// The longest message read, on stdio and over HTTP: large enough for the
 /// inline content cap with room to spare, so that an over-cap item gets the
-/// tool's own answer; rmcp cannot answer a longer one on stdio.
+/// tool's own answer; a longer one gets an error naming this limit.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Transfers smaller than this finish too fast for progress to mean anything.
 const PROGRESS_MIN_BYTES: u64 = 1 << 20;
@@ -234,6 +235,23 @@ impl ServerHandler for WharfMcp {
         Ok(resources::templates())
     }
 
+    async fn on_custom_request(
+        &self,
+        request: rmcp::model::CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CustomResult, ErrorData> {
+        if request.method == line_limit::TOO_LONG_METHOD {
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "the message is longer than {MAX_MESSAGE_BYTES} bytes, the most this server reads; \
+                     give files by path, or POST them to wharf serve's /api/files"
+                ),
+                None,
+            ));
+        }
+        Err(ErrorData::new(rmcp::model::ErrorCode::METHOD_NOT_FOUND, request.method, None))
+    }
+
     async fn read_resource(
         &self,
         request: rmcp::model::ReadResourceRequestParams,
@@ -248,7 +266,9 @@ impl ServerHandler for WharfMcp {
 pub async fn serve_stdio(gateway: Arc<Gateway>) -> anyhow::Result<()> {
     let principal = Principal::new(gateway.config().principal.clone());
     let (stdin, stdout) = rmcp::transport::stdio();
-    let transport = AsyncRwTransport::new_server(stdin, stdout).with_max_line_length(MAX_MESSAGE_BYTES);
+    let stdin = line_limit::LineLimit::new(stdin, MAX_MESSAGE_BYTES);
+    // rmcp's own limit sits above ours, so that it never drops a line unanswered.
+    let transport = AsyncRwTransport::new_server(stdin, stdout).with_max_line_length(MAX_MESSAGE_BYTES + (1 << 20));
     let service = WharfMcp::new(gateway, Some(principal)).serve(transport).await?;
     service.waiting().await?;
     Ok(())
