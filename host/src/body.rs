@@ -127,9 +127,15 @@ impl FileRange {
     }
 
     /// Reads the range in chunks on the calling (blocking) thread, handing each
-    /// chunk to `sink`, and checks the digest at the end.
-    fn for_each_chunk(&self, mut sink: impl FnMut(&[u8]) -> Result<(), BodyError>) -> Result<Copied, BodyError> {
-        let mut hasher = Sha256::new();
+    /// chunk to `sink`. Hashes it when `want_digest` is set or a digest is
+    /// expected (and then checks it at the end): nothing is hashed that
+    /// nothing checks. Returns the size and the digest, if computed.
+    fn for_each_chunk(
+        &self,
+        want_digest: bool,
+        mut sink: impl FnMut(&[u8]) -> Result<(), BodyError>,
+    ) -> Result<(u64, Option<Digest>), BodyError> {
+        let mut hasher = (want_digest || self.expected.is_some()).then(Sha256::new);
         let mut buf = vec![0u8; CHUNK.min(self.len.max(1) as usize)];
         let mut done = 0u64;
         while done < self.len {
@@ -138,27 +144,37 @@ impl FileRange {
             if n == 0 {
                 return Err(BodyError::Truncated { label: self.label.to_string(), read: done, len: self.len });
             }
-            hasher.update(&buf[..n]);
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&buf[..n]);
+            }
             sink(&buf[..n])?;
             done += n as u64;
             if let Some(progress) = &self.progress {
                 progress.add(n as u64);
             }
         }
-        let sha256: Digest = hasher.finalize().into();
-        if let Some(expected) = self.expected.filter(|e| *e != sha256) {
+        let sha256: Option<Digest> = hasher.map(|h| h.finalize().into());
+        if let (Some(expected), Some(actual)) = (self.expected, sha256)
+            && expected != actual
+        {
             return Err(BodyError::Changed {
                 label: self.label.to_string(),
                 expected: to_hex(&expected),
-                actual: to_hex(&sha256),
+                actual: to_hex(&actual),
             });
         }
-        Ok(Copied { size: done, sha256 })
+        Ok((done, sha256))
+    }
+
+    /// Copies the range to `sink`, hashing it.
+    fn copy_hashed(&self, sink: impl FnMut(&[u8]) -> Result<(), BodyError>) -> Result<Copied, BodyError> {
+        let (size, sha256) = self.for_each_chunk(true, sink)?;
+        Ok(Copied { size, sha256: sha256.expect("asked for") })
     }
 
     /// Hashes the range without copying it anywhere.
     pub async fn hash(self) -> Result<Copied, BodyError> {
-        tokio::task::spawn_blocking(move || self.for_each_chunk(|_| Ok(()))).await.expect("hashing thread panicked")
+        tokio::task::spawn_blocking(move || self.copy_hashed(|_| Ok(()))).await.expect("hashing thread panicked")
     }
 }
 
@@ -211,7 +227,7 @@ impl Body {
                 let range = range.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut out = Vec::with_capacity(range.len as usize);
-                    range.for_each_chunk(|chunk| {
+                    range.for_each_chunk(false, |chunk| {
                         out.extend_from_slice(chunk);
                         Ok(())
                     })?;
@@ -246,7 +262,7 @@ impl Body {
         match self {
             Body::File(mut range) => tokio::task::spawn_blocking(move || {
                 range.progress = range.progress.or(progress);
-                let copied = range.for_each_chunk(|chunk| dest.write_all(chunk).map_err(&write_error))?;
+                let copied = range.copy_hashed(|chunk| dest.write_all(chunk).map_err(&write_error))?;
                 dest.sync_all().map_err(&write_error)?;
                 Ok(copied)
             })
@@ -308,7 +324,7 @@ impl Body {
             }
             Body::File(range) => {
                 tokio::task::spawn_blocking(move || {
-                    let result = range.for_each_chunk(|chunk| {
+                    let result = range.for_each_chunk(false, |chunk| {
                         tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).map_err(|_| BodyError::Consumed)
                     });
                     if let Err(e) = result {
