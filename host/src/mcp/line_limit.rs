@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 /// The method of the stand-in request; `params.limit` is the limit in bytes.
 pub const TOO_LONG_METHOD: &str = "wharf/message-too-long";
-/// How much of a line's start is kept to find its `"id"`.
-const PREFIX_BYTES: usize = 4096;
+/// How much of a line's start is kept to find its `"id"` and `"_meta"`.
+const PREFIX_BYTES: usize = 16 << 10;
 
 pub struct LineLimit<R> {
     inner: R,
@@ -87,22 +87,84 @@ impl<R> LineLimit<R> {
 
 /// The stand-in for an over-long line: a request with the same id, or
 /// nothing when no id can be found (a notification gets no answer anyway).
+/// The request's `_meta` goes along: clients of the 2026-07-28 protocol send
+/// their protocol version there, and a request without it is refused.
 fn stand_in(prefix: &[u8], limit: usize) -> String {
-    match request_id(prefix) {
-        Some(id) => {
-            format!(
-                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{TOO_LONG_METHOD}\",\"params\":{{\"limit\":{limit}}}}}\n"
-            )
+    let text = String::from_utf8_lossy(prefix);
+    let Some(id) = request_id(&text) else {
+        return String::new();
+    };
+    let meta = match member_object(&text, "_meta") {
+        Some(meta) => format!(",\"_meta\":{meta}"),
+        // A `_meta` longer than the prefix: keep the members that matter.
+        None => {
+            let version = member_string(&text, PROTOCOL_VERSION_KEY).map(|v| format!("\"{PROTOCOL_VERSION_KEY}\":{v}"));
+            let capabilities = member_object(&text, CAPABILITIES_KEY).map(|c| format!("\"{CAPABILITIES_KEY}\":{c}"));
+            let members: Vec<String> = version.into_iter().chain(capabilities).collect();
+            match members.is_empty() {
+                true => String::new(),
+                false => format!(",\"_meta\":{{{}}}", members.join(",")),
+            }
         }
-        None => String::new(),
+    };
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{TOO_LONG_METHOD}\",\"params\":{{\"limit\":{limit}{meta}}}}}\n"
+    )
+}
+
+const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+const CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// The JSON text (quotes included) of the first string-valued member `name`.
+fn member_string<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("\"{name}\"");
+    let at = text.find(&key)?;
+    let value = text[at + key.len()..].trim_start().strip_prefix(':')?.trim_start();
+    let body = value.strip_prefix('"')?;
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '"' if !escaped => return Some(&value[..i + 2]),
+            _ => escaped = false,
+        }
     }
+    None
+}
+
+/// The JSON text of the first object-valued member `name`, if it ends
+/// within `text`.
+fn member_object<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("\"{name}\"");
+    let at = text.find(&key)?;
+    let value = text[at + key.len()..].trim_start().strip_prefix(':')?.trim_start();
+    if !value.starts_with('{') {
+        return None;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, c) in value.char_indices() {
+        match (in_string, c) {
+            (true, '\\') if !escaped => escaped = true,
+            (true, '"') if !escaped => in_string = false,
+            (true, _) => escaped = false,
+            (false, '"') => in_string = true,
+            (false, '{') => depth += 1,
+            (false, '}') => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&value[..=i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The JSON text of the `"id"` member near the start of a JSON-RPC message:
 /// a number or a string, as written.
-fn request_id(prefix: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(prefix);
-    let mut rest = &text[..];
+fn request_id(text: &str) -> Option<String> {
+    let mut rest = text;
     while let Some(at) = rest.find("\"id\"") {
         let after = rest[at + 4..].trim_start();
         if let Some(value) = after.strip_prefix(':').map(str::trim_start) {
@@ -190,8 +252,17 @@ mod tests {
 
     #[test]
     fn ids_are_found_as_written() {
-        assert_eq!(request_id(b"{\"jsonrpc\":\"2.0\", \"id\" : 42, \"m\""), Some("42".into()));
-        assert_eq!(request_id(b"{\"id\":\"a\\\"b\","), Some("\"a\\\"b\"".into()));
-        assert_eq!(request_id(b"{\"method\":\"notifications/x\",\"params\":"), None);
+        assert_eq!(request_id("{\"jsonrpc\":\"2.0\", \"id\" : 42, \"m\""), Some("42".into()));
+        assert_eq!(request_id("{\"id\":\"a\\\"b\","), Some("\"a\\\"b\"".into()));
+        assert_eq!(request_id("{\"method\":\"notifications/x\",\"params\":"), None);
+        let meta = "{\"id\":1,\"params\":{\"_meta\":{\"v\":\"2026\",\"x\":{\"s\":\"}\"}},\"pad\":\"aaa";
+        assert_eq!(member_object(meta, "_meta"), Some("{\"v\":\"2026\",\"x\":{\"s\":\"}\"}}"));
+        let long =
+            "{\"id\":1,\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"pad\":\"aaa";
+        assert_eq!(member_string(long, PROTOCOL_VERSION_KEY), Some("\"2026-07-28\""));
+        assert!(
+            stand_in(long.as_bytes(), 9)
+                .contains("\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}")
+        );
     }
 }
