@@ -14,6 +14,8 @@
 //! third host of its own to kill. Needs `weed` (tests/requirements.txt) and
 //! PostgreSQL's server binaries (scripts/test installs both).
 
+#[path = "support/cluster.rs"]
+mod cluster;
 mod common;
 #[path = "support/postgres.rs"]
 mod postgres_server;
@@ -32,14 +34,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{Scratch, pattern, sha256_hex};
+use cluster::{Host, Shared};
+use common::{pattern, sha256_hex};
 use postgres_server::PostgresServer;
 use s3_server::S3Server;
-use serve::{ServeOptions, ServeProcess, client};
+use serve::client;
 
-const DATABASE_ENV: &str = "WHARF_TEST_DATABASE_URL";
-const KEY_ID_ENV: &str = "WHARF_TEST_S3_ACCESS_KEY_ID";
-const SECRET_ENV: &str = "WHARF_TEST_S3_SECRET_ACCESS_KEY";
 const BUCKET: &str = "wharf-multihost";
 const PREFIX: &str = "mh/";
 /// Short, so that a killed host's claim lapses within the test.
@@ -55,13 +55,8 @@ struct Cluster {
     b: Host,
 }
 
-struct Host {
-    _scratch: Scratch,
-    serve: ServeProcess,
-}
-
 /// PostgreSQL, SeaweedFS and two hosts on them, started once for this binary.
-async fn cluster() -> &'static Cluster {
+async fn shared_cluster() -> &'static Cluster {
     static CLUSTER: tokio::sync::OnceCell<Cluster> = tokio::sync::OnceCell::const_new();
     CLUSTER
         .get_or_init(|| async {
@@ -78,36 +73,14 @@ async fn cluster() -> &'static Cluster {
 /// A host on the shared database whose `s3` provider (default and cache)
 /// reaches S3 at `endpoint`.
 fn start_host(database_url: &str, endpoint: &str) -> Host {
-    let scratch = Scratch::new();
-    serve::remove_at_exit(scratch.dir.path());
-    let host =
-        format!("default_provider = \"s3\"\ncache = \"s3\"\ncatalog = \"postgres\"\nclaim_ttl_secs = {CLAIM_TTL_SECS}");
-    let extra = format!(
-        r#"
-[host.postgres]
-url_env = "{DATABASE_ENV}"
-
-[server]
-auth = "token"
-max_upload_bytes = {max}
-shutdown_grace_secs = 2
-
-[providers.s3]
-plugin = "s3"
-allowed_hosts = ["{endpoint}"]
-secrets = {{ access_key_id = "{KEY_ID_ENV}", secret_access_key = "{SECRET_ENV}" }}
-config = {{ endpoint = "{endpoint}", region = "{region}", bucket = "{BUCKET}", prefix = "{PREFIX}" }}
-"#,
-        max = 200 * MIB,
-        region = s3_server::REGION,
-    );
-    let options = ServeOptions::default()
-        .host(&host)
-        .env(DATABASE_ENV, database_url)
-        .env(KEY_ID_ENV, s3_server::ACCESS_KEY_ID)
-        .env(SECRET_ENV, s3_server::SECRET_ACCESS_KEY);
-    let serve = ServeProcess::start_with(&scratch, &extra, options);
-    Host { _scratch: scratch, serve }
+    cluster::start_host(&Shared {
+        database_url,
+        s3_endpoint: endpoint,
+        bucket: BUCKET,
+        prefix: PREFIX,
+        claim_ttl_secs: CLAIM_TTL_SECS,
+        max_upload_bytes: 200 * MIB,
+    })
 }
 
 // ---- an API client acting as one principal on one host ----
@@ -189,7 +162,7 @@ async fn bytes_sent_to_s3(host: &Host) -> f64 {
 
 #[tokio::test]
 async fn what_one_host_uploads_the_other_serves_links_tags_and_deletes() {
-    let c = cluster().await;
+    let c = shared_cluster().await;
     let token = c.a.serve.token("mh_alice", false);
     let (a, b) = (Api::on(&c.a, &token), Api::on(&c.b, &token));
     let content = unique("across", 300_000);
@@ -229,7 +202,7 @@ async fn what_one_host_uploads_the_other_serves_links_tags_and_deletes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_single_use_link_under_100_gets_spread_over_both_hosts_serves_once() {
-    let c = cluster().await;
+    let c = shared_cluster().await;
     let token = c.a.serve.token("mh_bob", false);
     let a = Api::on(&c.a, &token);
     let content = unique("once", 256 * 1024);
@@ -265,7 +238,7 @@ async fn a_single_use_link_under_100_gets_spread_over_both_hosts_serves_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_50_mib_through_both_hosts_at_once_is_sent_once() {
-    let c = cluster().await;
+    let c = shared_cluster().await;
     let (carol, dave) = (c.a.serve.token("mh_carol", false), c.b.serve.token("mh_dave", false));
     let content = unique("fifty", 50 * MIB);
     let sha256 = sha256_hex(&content);
@@ -359,7 +332,7 @@ async fn claim_holder(database_url: &str, provider: &str, sha256: &str) -> Optio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_host_killed_mid_upload_leaves_no_record_and_its_claim_lapses() {
-    let c = cluster().await;
+    let c = shared_cluster().await;
     // Host K sends to S3 through a proxy at 4 MiB/s; B sends directly.
     let s3_addr: SocketAddr = c.s3.endpoint.trim_start_matches("http://").parse().unwrap();
     let throttle = Throttle::start(s3_addr, 4 * MIB as u64).await;
