@@ -895,6 +895,25 @@ mod tests {
         assert_eq!(err.location, "providers.toml:2:18");
     }
 
+    /// The configs in deploy/ are what an operator starts from: they must load.
+    #[test]
+    fn the_deployment_examples_are_valid() {
+        let examples = [
+            ("deploy/providers.toml", include_str!("../../deploy/providers.toml")),
+            ("deploy/compose/providers.toml", include_str!("../../deploy/compose/providers.toml")),
+        ];
+        let env = |name: &str| match name {
+            DATABASE_URL_ENV => Some("postgres://wharf:pw@db:5432/wharf".to_string()),
+            _ => Some("a-secret".to_string()),
+        };
+        for (file, text) in examples {
+            let config = Config::parse_with_env(Path::new(file), text, &env).unwrap_or_else(|e| panic!("{e}"));
+            assert!(matches!(config.catalog, CatalogConfig::Postgres(_)), "{file}");
+            assert_eq!((config.default_provider.as_str(), config.cache_provider.as_str()), ("s3", "s3"), "{file}");
+            assert_eq!(config.server.auth, AuthMode::Token, "{file}");
+        }
+    }
+
     #[test]
     fn allowed_hosts_match_scheme_host_and_port() {
         let exact = AllowedHost::parse("https://api.moonshot.ai").unwrap();

@@ -1,6 +1,7 @@
 //! What Wharf knows: content by SHA-256, each principal's records of the
-//! copies held at each provider, download history, API tokens and download
-//! links.
+//! copies held at each provider, download history, API tokens, download
+//! links, and the holds that let several hosts take turns (upload claims,
+//! the clean-up lease).
 //!
 //! Behind a small trait with two backends: the embedded SQLite file, and
 //! PostgreSQL for deployments with several hosts. Both apply the same rules
