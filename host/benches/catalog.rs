@@ -85,6 +85,8 @@ async fn run() {
     let hosts = [cluster::start_host(&shared), cluster::start_host(&shared)];
     let token = hosts[0].serve.token("bench", false);
     let http = serve::client_builder().pool_max_idle_per_host(UPLOADS).build().unwrap();
+    // Unmeasured: fills each host's connection pools (PostgreSQL, S3) and the client's.
+    upload_round(&http, &hosts, &token, "warm-up").await;
     for (label, spread) in [("one host", &hosts[..1]), ("two hosts", &hosts[..])] {
         let mut rates = Vec::new();
         for round in 0..rounds {
