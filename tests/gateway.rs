@@ -228,3 +228,41 @@ async fn principals_share_bytes_but_not_records() {
     let admin = gateway.caller(Principal { name: "root".into(), admin: true });
     assert_eq!(admin.info(&up.id).await.unwrap().object.principal, "alice");
 }
+
+/// Two gateways on one data directory stand for two processes sharing a
+/// SQLite catalog: uploads of the same bytes racing through both take turns
+/// through an upload claim, so the bytes are sent once and every other
+/// upload answers deduplicated with a record of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_uploads_through_two_gateways_send_the_bytes_once() {
+    let scratch = Scratch::new();
+    let first = scratch.open_gateway("").await;
+    let second = scratch.open_gateway("").await;
+    let content = bytes::Bytes::from(pattern(2 << 20));
+    let uploads = (0..8).map(|i| {
+        let gateway = if i % 2 == 0 { first.clone() } else { second.clone() };
+        let content = content.clone();
+        tokio::spawn(async move {
+            let caller = gateway.caller(Principal::new(format!("p{i}")));
+            let source = Source::Bytes { name: format!("race-{i}.bin"), content, mime: None };
+            caller.upload(source, &UploadOptions::default()).await.unwrap()
+        })
+    });
+    let answers: Vec<_> = futures::future::join_all(uploads).await.into_iter().map(Result::unwrap).collect();
+    let sent: Vec<_> = answers.iter().filter(|up| !up.deduplicated).collect();
+    assert_eq!(sent.len(), 1, "exactly one upload sent the bytes: {answers:#?}");
+    assert!(answers.iter().all(|up| up.remote_id == sent[0].remote_id && up.sha256 == sha256_hex(&content)));
+    let ids: std::collections::BTreeSet<_> = answers.iter().map(|up| up.id.as_str()).collect();
+    assert_eq!(ids.len(), 8, "each principal has its own record");
+}
+
+/// Periodic clean-up runs on one process at a time: the one holding the lease.
+#[tokio::test]
+async fn clean_up_runs_where_the_lease_is() {
+    let scratch = Scratch::new();
+    let first = scratch.open_gateway("").await;
+    let second = scratch.open_gateway("").await;
+    assert_eq!(first.clean_up().await.unwrap(), Some(0));
+    assert_eq!(second.clean_up().await.unwrap(), None, "the first process holds the lease");
+    assert_eq!(first.clean_up().await.unwrap(), Some(0), "and keeps it");
+}

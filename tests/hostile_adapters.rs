@@ -101,3 +101,31 @@ async fn a_host_call_that_never_returns_stops_at_the_wall_clock_limit() {
     drop(silent);
     still_serves(&gateway, &scratch).await;
 }
+
+/// More calls at once than the instance pool has slots (128): the extra ones
+/// wait for a slot, so every call ends at its own wall-clock limit and none
+/// is refused for want of an instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_instance_pool_wait_for_a_slot() {
+    let scratch = Scratch::new();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let config = hostile("stall", "stall", &format!(", url = \"http://127.0.0.1:{port}/\""))
+        + &format!("allowed_hosts = [\"http://127.0.0.1:{port}\"]\nlimits = {{ timeout_secs = 1 }}\n");
+    let gateway = scratch.open_gateway(&config).await;
+    let calls = (0..140).map(|i| {
+        let caller = gateway.host_caller();
+        tokio::spawn(async move {
+            // Distinct bytes: uploads of the same content would take turns.
+            let source =
+                Source::Bytes { name: format!("p{i}.txt"), content: format!("payload {i}").into(), mime: None };
+            let options = UploadOptions { provider: Some("stall".into()), ..Default::default() };
+            caller.upload(source, &options).await
+        })
+    });
+    for outcome in futures::future::join_all(calls).await {
+        let err = outcome.unwrap().unwrap_err();
+        assert!(matches!(&err, GatewayError::Call(CallError::Timeout { limit_secs: 1, .. })), "{err}");
+    }
+    drop(silent);
+}

@@ -36,6 +36,57 @@ pub struct Config {
     /// directory; `wharf serve`, whose clients cannot know its working
     /// directory, uses the first root.
     pub relative_to_first_root: bool,
+    /// Where the catalog lives.
+    pub catalog: CatalogConfig,
+    /// How long an upload claim lasts unless its holder renews it: how long
+    /// others wait for the copy a killed host was sending. See gateway/upload.rs.
+    pub claim_ttl: Duration,
+}
+
+/// The environment variable holding the PostgreSQL URL when `url_env` is absent.
+pub const DATABASE_URL_ENV: &str = "WHARF_DATABASE_URL";
+
+/// `[host] catalog`: the embedded SQLite file, or a PostgreSQL database that
+/// several hosts share.
+#[derive(Debug, Clone)]
+pub enum CatalogConfig {
+    Sqlite { path: PathBuf },
+    Postgres(Box<PostgresConfig>),
+}
+
+/// `[host.postgres]`, with the connection read from the environment.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// The variable the URL came from, for messages.
+    pub url_env: String,
+    /// Parsed from the URL; its `Debug` hides the password.
+    pub connection: tokio_postgres::Config,
+    pub max_connections: usize,
+}
+
+impl PostgresConfig {
+    /// `postgres://USER@HOST:PORT/DATABASE`: the URL without its password, for
+    /// messages and logs.
+    pub fn describe(&self) -> String {
+        let c = &self.connection;
+        let hosts: Vec<String> = c
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let host = match host {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                };
+                match c.get_ports().get(i).or(c.get_ports().first()) {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                }
+            })
+            .collect();
+        let user = c.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+        format!("postgres://{user}{}/{}", hosts.join(","), c.get_dbname().unwrap_or_default())
+    }
 }
 
 /// `[server]`: how `wharf serve` listens, authenticates and limits.
@@ -298,10 +349,27 @@ struct RawHost {
     default_provider: Option<Spanned<String>>,
     cache: Option<Spanned<String>>,
     principal: Option<Spanned<String>>,
+    catalog: Option<Spanned<CatalogKind>>,
+    postgres: Option<Spanned<RawPostgres>>,
+    claim_ttl_secs: Option<Spanned<u64>>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
     retry: RawRetry,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum CatalogKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    url_env: Option<Spanned<String>>,
+    max_connections: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -389,8 +457,14 @@ impl Config {
     }
 
     /// Parses and validates config text; `file` names it in messages and
-    /// anchors its relative paths.
+    /// anchors its relative paths. Secrets and the database URL come from
+    /// the process environment.
     pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        Self::parse_with_env(file, text, &|name| std::env::var(name).ok())
+    }
+
+    /// `parse`, reading environment variables through `env`.
+    pub fn parse_with_env(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let at = |span: Option<Range<usize>>, message: String| ConfigError {
             location: locate_span(file, text, span),
             message,
@@ -422,7 +496,7 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut secrets = BTreeMap::new();
             for (secret, var) in &entry.secrets {
-                let value = std::env::var(var.get_ref()).map_err(|_| {
+                let value = env(var.get_ref()).ok_or_else(|| {
                     at(
                         Some(var.span()),
                         format!(
@@ -522,6 +596,18 @@ impl Config {
             principals.insert(name.clone(), PrincipalConfig { sandbox_roots });
         }
         let server = parse_server(&raw.server, &at)?;
+        let catalog = parse_catalog(&raw.host, &data_dir, env, &at)?;
+        let claim_ttl = match &raw.host.claim_ttl_secs {
+            Some(secs) if *secs.get_ref() == 0 => {
+                return Err(at(
+                    Some(secs.span()),
+                    "[host] claim_ttl_secs must be at least 1 (how long other hosts wait for a copy a dead host was sending)"
+                        .into(),
+                ));
+            }
+            Some(secs) => Duration::from_secs(*secs.get_ref()),
+            None => DEFAULT_CLAIM_TTL,
+        };
         Ok(Config {
             file: file.to_path_buf(),
             data_dir,
@@ -533,8 +619,73 @@ impl Config {
             server,
             principals,
             relative_to_first_root: false,
+            catalog,
+            claim_ttl,
         })
     }
+}
+
+/// Long enough that a renewal (every third of it) survives a slow database
+/// round trip; short enough that a dead host's claim does not hold others up for long.
+const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
+fn parse_catalog(
+    host: &RawHost,
+    data_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<CatalogConfig, ConfigError> {
+    let kind = host.catalog.as_ref().map_or(CatalogKind::Sqlite, |k| *k.get_ref());
+    let raw = match (kind, &host.postgres) {
+        (CatalogKind::Sqlite, None) => return Ok(CatalogConfig::Sqlite { path: data_dir.join("catalog.sqlite3") }),
+        (CatalogKind::Sqlite, Some(postgres)) => {
+            return Err(at(
+                Some(postgres.span()),
+                "[host.postgres] is set but [host] catalog is \"sqlite\" (the default); set catalog = \"postgres\", or remove [host.postgres]".into(),
+            ));
+        }
+        (CatalogKind::Postgres, raw) => raw.as_ref().map(|r| r.get_ref()),
+    };
+    let catalog_span = host.catalog.as_ref().map(|k| k.span());
+    let (url_env, url_span) = match raw.and_then(|r| r.url_env.as_ref()) {
+        Some(var) => (var.get_ref().clone(), Some(var.span())),
+        None => (DATABASE_URL_ENV.to_string(), catalog_span.clone()),
+    };
+    let form = "postgres://USER:PASSWORD@HOST:PORT/DATABASE";
+    let url = env(&url_env).filter(|url| !url.is_empty()).ok_or_else(|| {
+        at(
+            url_span.clone(),
+            format!(
+                "[host] catalog = \"postgres\" reads its connection URL from environment variable {url_env}, which is not set or empty; export it ({form}), or name another variable in [host.postgres] url_env"
+            ),
+        )
+    })?;
+    // Only what the driver says is wrong is repeated, never the value: it
+    // holds the password.
+    let connection: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        let reason = std::error::Error::source(&e).map_or_else(|| e.to_string(), |cause| format!("{e}: {cause}"));
+        at(
+            url_span.clone(),
+            format!("environment variable {url_env} is not a PostgreSQL connection URL ({reason}); write it as {form}"),
+        )
+    })?;
+    if connection.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(at(
+            url_span,
+            format!(
+                "the URL in {url_env} asks for sslmode=require, but Wharf connects to PostgreSQL without TLS (use it over loopback or a private network); remove sslmode or set it to prefer or disable"
+            ),
+        ));
+    }
+    let max_connections = match raw.and_then(|r| r.max_connections.as_ref()) {
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(at(Some(n.span()), "[host.postgres] max_connections must be at least 1".into()));
+        }
+        Some(n) => *n.get_ref(),
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+    Ok(CatalogConfig::Postgres(Box::new(PostgresConfig { url_env, connection, max_connections })))
 }
 
 /// Principal names appear in URLs, logs and metrics: keep them plain.
@@ -698,6 +849,88 @@ mod tests {
     fn unknown_default_provider_lists_known_ones() {
         let err = parse("[host]\ndefault_provider = \"s4\"\n[providers.local]\nplugin = \"local\"\n").unwrap_err();
         assert!(err.message.contains("use one of: local"), "{err}");
+    }
+
+    /// `text` with a provider after it, read with only `vars` in the environment.
+    fn parse_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        let text = format!("{text}[providers.local]\nplugin = \"local\"\n");
+        Config::parse_with_env(Path::new("providers.toml"), &text, &env)
+    }
+
+    #[test]
+    fn sqlite_is_the_default_catalog() {
+        let config = parse_env("[host]\ndata_dir = \"/d\"\n", &[]).unwrap();
+        assert!(
+            matches!(config.catalog, CatalogConfig::Sqlite { ref path } if path == Path::new("/d/catalog.sqlite3"))
+        );
+        assert_eq!(config.claim_ttl, DEFAULT_CLAIM_TTL);
+    }
+
+    #[test]
+    fn postgres_reads_its_url_from_the_named_variable() {
+        let text = "[host]\ncatalog = \"postgres\"\nclaim_ttl_secs = 5\n[host.postgres]\nurl_env = \"DB\"\nmax_connections = 4\n";
+        let config = parse_env(text, &[("DB", "postgres://wharf:s3cret@db.internal:6543/files")]).unwrap();
+        let CatalogConfig::Postgres(pg) = &config.catalog else { panic!("not postgres: {:?}", config.catalog) };
+        assert_eq!(pg.describe(), "postgres://wharf@db.internal:6543/files");
+        assert_eq!(pg.max_connections, 4);
+        assert_eq!(config.claim_ttl, Duration::from_secs(5));
+        assert!(!format!("{config:?}").contains("s3cret"), "Debug shows the password: {config:?}");
+        // The default variable.
+        let config = parse_env("[host]\ncatalog = \"postgres\"\n", &[(DATABASE_URL_ENV, "postgres://u@h/db")]).unwrap();
+        assert!(matches!(config.catalog, CatalogConfig::Postgres(_)));
+    }
+
+    #[test]
+    fn postgres_without_its_variable_names_it_and_the_fix() {
+        let err = parse_env("[host]\ncatalog = \"postgres\"\n", &[]).unwrap_err();
+        assert_eq!(err.location, "providers.toml:2:11");
+        assert!(err.message.contains(DATABASE_URL_ENV) && err.message.contains("export it"), "{err}");
+        let err = parse_env("[host]\ncatalog = \"postgres\"\n[host.postgres]\nurl_env = \"MY_DB\"\n", &[]).unwrap_err();
+        assert_eq!(err.location, "providers.toml:4:11");
+        assert!(err.message.contains("MY_DB"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_database_url_is_refused_without_repeating_it() {
+        let text = "[host]\ncatalog = \"postgres\"\n";
+        let err = parse_env(text, &[(DATABASE_URL_ENV, "postgres://u:pw-SECRET@h:notaport/db")]).unwrap_err();
+        assert!(err.message.contains("not a PostgreSQL connection URL"), "{err}");
+        assert!(!err.to_string().contains("pw-SECRET"), "the password is repeated: {err}");
+        let err = parse_env(text, &[(DATABASE_URL_ENV, "postgres://u:pw-SECRET@h/db?sslmode=require")]).unwrap_err();
+        assert!(err.message.contains("without TLS"), "{err}");
+        assert!(!err.to_string().contains("pw-SECRET"), "the password is repeated: {err}");
+    }
+
+    #[test]
+    fn catalog_settings_are_checked() {
+        let err = parse_env("[host]\ncatalog = \"mysql\"\n", &[]).unwrap_err();
+        assert_eq!(err.location, "providers.toml:2:11");
+        assert!(err.message.contains("sqlite") && err.message.contains("postgres"), "{err}");
+        let err = parse_env("[host]\n[host.postgres]\nurl_env = \"X\"\n", &[]).unwrap_err();
+        assert!(err.location.starts_with("providers.toml:2:"), "{err}");
+        assert!(err.message.contains("set catalog = \"postgres\""), "{err}");
+        let err = parse_env("[host]\nclaim_ttl_secs = 0\n", &[]).unwrap_err();
+        assert_eq!(err.location, "providers.toml:2:18");
+    }
+
+    /// The configs in deploy/ are what an operator starts from: they must load.
+    #[test]
+    fn the_deployment_examples_are_valid() {
+        let examples = [
+            ("deploy/providers.toml", include_str!("../../deploy/providers.toml")),
+            ("deploy/compose/providers.toml", include_str!("../../deploy/compose/providers.toml")),
+        ];
+        let env = |name: &str| match name {
+            DATABASE_URL_ENV => Some("postgres://wharf:pw@db:5432/wharf".to_string()),
+            _ => Some("a-secret".to_string()),
+        };
+        for (file, text) in examples {
+            let config = Config::parse_with_env(Path::new(file), text, &env).unwrap_or_else(|e| panic!("{e}"));
+            assert!(matches!(config.catalog, CatalogConfig::Postgres(_)), "{file}");
+            assert_eq!((config.default_provider.as_str(), config.cache_provider.as_str()), ("s3", "s3"), "{file}");
+            assert_eq!(config.server.auth, AuthMode::Token, "{file}");
+        }
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub fn hostile_plugin() -> PathBuf {
     Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR")).join("wharf_test_hostile.wasm")
 }
 
+/// The `[host]` keys `write_config` uses: the local provider for everything.
+pub const LOCAL_HOST_SETTINGS: &str = "default_provider = \"local\"\ncache = \"local\"";
+
 pub struct Scratch {
     pub dir: tempfile::TempDir,
 }
@@ -42,12 +45,17 @@ impl Scratch {
 
     /// Writes a providers.toml with the local provider and `extra` entries.
     pub fn write_config(&self, extra: &str) -> PathBuf {
+        self.write_config_with_host(LOCAL_HOST_SETTINGS, extra)
+    }
+
+    /// `write_config` with `host` as the `[host]` keys after `data_dir` and
+    /// `sandbox_roots` (e.g. another default provider, a catalog).
+    pub fn write_config_with_host(&self, host: &str, extra: &str) -> PathBuf {
         let text = format!(
             r#"[host]
 data_dir = "{data}"
 sandbox_roots = ["{work}"]
-default_provider = "local"
-cache = "local"
+{host}
 
 [providers.local]
 plugin = "local"

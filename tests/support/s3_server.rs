@@ -187,6 +187,26 @@ impl S3Server {
         );
     }
 
+    /// The keys in a bucket that start with `prefix` (letters, digits, `-`,
+    /// `_`, `/` and `.` only: the query is sent as it is), from ListObjectsV2.
+    pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        assert!(
+            prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_/.".contains(c)),
+            "list_keys sends the prefix unencoded: {prefix:?}"
+        );
+        let query = format!("list-type=2&prefix={}", prefix.replace('/', "%2F"));
+        let response =
+            self.request("GET", &format!("/{bucket}"), &query, Vec::new()).await.expect("sending ListObjectsV2");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "ListObjectsV2 {bucket}/{prefix}: HTTP {status}: {body}");
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>"))
+            .map(|(key, _)| key.to_string())
+            .collect()
+    }
+
     /// The ListMultipartUploads answer for a bucket: uploads begun and
     /// neither completed nor aborted.
     pub async fn pending_uploads(&self, bucket: &str) -> String {

@@ -32,13 +32,16 @@ pub struct ServeOptions {
     /// `--listen`.
     pub listen: String,
     /// Extra environment for the server and the `wharf token` commands
-    /// (e.g. the secrets a provider entry names).
+    /// (e.g. the secrets a provider entry names, the database URL).
     pub env: Vec<(String, String)>,
+    /// The `[host]` keys after `data_dir` and `sandbox_roots`; the local
+    /// provider for everything when `None` (see `Scratch::write_config_with_host`).
+    pub host: Option<String>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:0".into(), env: Vec::new() }
+        Self { listen: "127.0.0.1:0".into(), env: Vec::new(), host: None }
     }
 }
 
@@ -50,6 +53,11 @@ impl ServeOptions {
 
     pub fn listen(mut self, addr: &str) -> Self {
         self.listen = addr.into();
+        self
+    }
+
+    pub fn host(mut self, settings: &str) -> Self {
+        self.host = Some(settings.into());
         self
     }
 }
@@ -103,7 +111,10 @@ impl ServeProcess {
     /// Like `start`, but a server that exits (or never says it listens)
     /// is an `Err` with its exit status and output, for tests of refusals.
     pub fn try_start(scratch: &Scratch, config_extra: &str, options: ServeOptions) -> Result<Self, StartFailure> {
-        let config = scratch.write_config(config_extra);
+        let config = match &options.host {
+            Some(host) => scratch.write_config_with_host(host, config_extra),
+            None => scratch.write_config(config_extra),
+        };
         link_shared_components(&scratch.data());
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let stderr_path = scratch.dir.path().join(format!("serve-{}.stderr", COUNTER.fetch_add(1, Ordering::Relaxed)));

@@ -1,15 +1,32 @@
 //! What Wharf knows: content by SHA-256, each principal's records of the
-//! copies held at each provider, download history, API tokens and download
-//! links.
+//! copies held at each provider, download history, API tokens, download
+//! links, and the holds that let several hosts take turns (upload claims,
+//! the clean-up lease).
 //!
-//! Behind a small trait so that a shared database (Postgres, for deployments
-//! with several hosts) can stand in for the embedded SQLite file.
+//! Behind a small trait with two backends: the embedded SQLite file, and
+//! PostgreSQL for deployments with several hosts. Both apply the same rules
+//! ([`LinkRecord::decide`], [`Hold::yields_to`]) inside their own transactions.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresCatalog;
 pub use sqlite::SqliteCatalog;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Serialize;
+
+use crate::config::CatalogConfig;
+
+/// Opens the catalog the config names, bringing its schema up to date.
+pub async fn open(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, CatalogError> {
+    Ok(match config {
+        CatalogConfig::Sqlite { path } => Arc::new(SqliteCatalog::open(path)?),
+        CatalogConfig::Postgres(postgres) => Arc::new(PostgresCatalog::connect(postgres).await?),
+    })
+}
 
 /// One principal's record of a copy of some content at one provider.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -225,6 +242,33 @@ pub struct LinkStats {
     pub expired: u64,
 }
 
+/// A named hold that lapses unless its holder renews it: an upload claim
+/// (one uploader sends some content while others wait for its record) or a
+/// lease (one host at a time runs periodic work).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    pub holder: String,
+    /// Milliseconds since the Unix epoch, by the catalog's clock.
+    pub expires_at_ms: i64,
+}
+
+impl Hold {
+    /// Whether `holder` may take this hold at `now_ms`: it is its own (a
+    /// renewal), or it has lapsed, its holder presumed dead. The one rule
+    /// every catalog backend applies inside its own transaction.
+    pub fn yields_to(&self, holder: &str, now_ms: i64) -> bool {
+        self.holder == holder || self.expires_at_ms <= now_ms
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The caller holds it now, until the time to live passes.
+    Granted,
+    /// Someone else holds it, named.
+    HeldBy(String),
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("catalog {path}: {message}")]
 pub struct CatalogError {
@@ -286,6 +330,35 @@ pub trait Catalog: Send + Sync {
     async fn link_stats(&self, principal: &str, now: i64) -> Result<LinkStats, CatalogError>;
     /// Deletes links past their expiry; returns how many.
     async fn delete_expired_links(&self, now: i64) -> Result<u64, CatalogError>;
+
+    // ---- holds: upload claims and leases ----
+
+    /// Takes or renews the hold `name` for `holder` until `ttl` from now, by
+    /// the catalog's own clock (one clock for every host): granted when
+    /// nobody holds it, `holder` already does, or the last hold lapsed;
+    /// otherwise it names who holds it. Atomic across hosts.
+    async fn claim(&self, name: &str, holder: &str, ttl: Duration) -> Result<ClaimOutcome, CatalogError>;
+    /// Gives up `holder`'s hold on `name`; someone else's is left alone.
+    async fn release(&self, name: &str, holder: &str) -> Result<(), CatalogError>;
+}
+
+/// A LIKE pattern matching `substring` anywhere, with `\` as the escape
+/// character: `%`, `_` and `\` in it match themselves.
+fn like_pattern(substring: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in substring.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock.
+fn system_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -2,13 +2,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use rusqlite_migration::{M, Migrations};
 
 use super::{
-    Catalog, CatalogError, CopyState, DownloadRecord, LinkKind, LinkRecord, LinkStats, MetadataUpdate, ObjectPage,
-    ObjectQuery, ObjectRecord, TokenRecord, UseOutcome, UseRequest,
+    Catalog, CatalogError, ClaimOutcome, CopyState, DownloadRecord, Hold, LinkKind, LinkRecord, LinkStats,
+    MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord, TokenRecord, UseOutcome, UseRequest, like_pattern,
+    system_now_ms,
 };
 
 /// The schema as the first release made it (tests upgrade from it).
@@ -101,6 +103,15 @@ CREATE TABLE links (
 CREATE INDEX links_by_principal ON links (principal);
 CREATE INDEX links_by_expiry ON links (expires_at);
 "#,
+    // Upload claims and leases (see `Hold`): the same table as PostgreSQL's,
+    // so that one code path serves both.
+    r#"
+CREATE TABLE holds (
+    name          TEXT PRIMARY KEY, -- 'upload PROVIDER SHA256 PURPOSE' or 'lease NAME'
+    holder        TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 const OBJECT_COLUMNS: &str = "o.id, o.principal, o.provider, o.remote_id, o.sha256, f.size, o.name, o.mime, o.purpose, \
@@ -127,7 +138,13 @@ impl SqliteCatalog {
         // that refer to it.
         conn.pragma_update(None, "foreign_keys", "OFF").map_err(|e| fail(e.to_string()))?;
         let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
-        migrations.to_latest(&mut conn).map_err(|e| fail(format!("upgrading the schema: {e}")))?;
+        if let Err(e) = migrations.to_latest(&mut conn) {
+            // Another process opening the same file at the same moment may
+            // have applied the same version first: then nothing is left to do.
+            if migrations.pending_migrations(&conn).ok() != Some(0) {
+                return Err(fail(format!("upgrading the schema: {e}")));
+            }
+        }
         conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| fail(e.to_string()))?;
         Ok(Self { path: path.to_path_buf(), conn: Mutex::new(conn) })
     }
@@ -223,19 +240,6 @@ fn state_text(state: CopyState) -> &'static str {
         CopyState::Present => "present",
         CopyState::Gone => "gone",
     }
-}
-
-/// `%`, `_` and the escape character itself match literally in a LIKE pattern.
-fn like_pattern(substring: &str) -> String {
-    let mut pattern = String::from("%");
-    for c in substring.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 #[async_trait::async_trait]
@@ -541,5 +545,36 @@ impl Catalog for SqliteCatalog {
 
     async fn delete_expired_links(&self, now: i64) -> Result<u64, CatalogError> {
         self.with(|conn| conn.execute("DELETE FROM links WHERE expires_at <= ?1", params![now])).map(|n| n as u64)
+    }
+
+    async fn claim(&self, name: &str, holder: &str, ttl: Duration) -> Result<ClaimOutcome, CatalogError> {
+        let now_ms = system_now_ms();
+        self.with(|conn| {
+            // As for links: the write lock first, so that the decision stands.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current = tx
+                .query_row("SELECT holder, expires_at_ms FROM holds WHERE name = ?1", params![name], |row| {
+                    Ok(Hold { holder: row.get(0)?, expires_at_ms: row.get(1)? })
+                })
+                .optional()?;
+            let outcome = match current {
+                Some(hold) if !hold.yields_to(holder, now_ms) => ClaimOutcome::HeldBy(hold.holder),
+                _ => {
+                    tx.execute(
+                        "INSERT INTO holds (name, holder, expires_at_ms) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms",
+                        params![name, holder, now_ms.saturating_add(ttl.as_millis() as i64)],
+                    )?;
+                    ClaimOutcome::Granted
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), CatalogError> {
+        self.with(|conn| conn.execute("DELETE FROM holds WHERE name = ?1 AND holder = ?2", params![name, holder]))
+            .map(drop)
     }
 }

@@ -32,7 +32,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::body::{BodyError, parse_hex, to_hex};
-use crate::catalog::{Catalog, CatalogError, CopyState, ObjectRecord, SqliteCatalog};
+use crate::catalog::{Catalog, CatalogError, ClaimOutcome, CopyState, ObjectRecord};
 use crate::config::Config;
 use crate::runtime::{Adapter, CallError, DownloadSupport, ErrorKind, ObjectRef, Runtime, WIT_VERSION};
 use crate::sandbox::{Sandbox, SandboxError, WriteError};
@@ -132,6 +132,9 @@ pub struct Gateway {
     sandbox: Sandbox,
     principal_sandboxes: BTreeMap<String, Sandbox>,
     spool_dir: PathBuf,
+    /// This process among the hosts sharing the catalog, in holds it takes:
+    /// host name, process id and a random part (a restarted process may reuse a pid).
+    host_id: String,
     link_limiter: governor::DefaultKeyedRateLimiter<String>,
     // Declared last: adapters must drop before the engine's epoch thread stops.
     _runtime: Runtime,
@@ -174,6 +177,18 @@ fn new_id() -> String {
     format!("wf_{}", hex::encode(os_random::<10>()))
 }
 
+fn new_host_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}:{}:{}", std::process::id(), hex::encode(os_random::<3>()))
+}
+
+/// The hold that makes periodic clean-up run on one host at a time.
+const CLEANUP_LEASE: &str = "lease cleanup";
+
 impl Gateway {
     /// Opens the data directory, the catalog and the sandboxes, and loads
     /// every configured adapter.
@@ -182,7 +197,7 @@ impl Gateway {
         let spool_dir = data_dir.join("spool");
         std::fs::create_dir_all(&spool_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-        let catalog = SqliteCatalog::open(&data_dir.join("catalog.sqlite3"))?;
+        let catalog = crate::catalog::open(&config.catalog).await?;
         let max_memory = config.providers.values().map(|p| p.limits.memory_bytes).max().unwrap_or(64 << 20);
         let runtime = Runtime::new(&data_dir.join("components"), max_memory)?;
         let mut adapters = BTreeMap::new();
@@ -211,10 +226,11 @@ impl Gateway {
         Ok(Arc::new(Self {
             config,
             adapters,
-            catalog: Arc::new(catalog),
+            catalog,
             sandbox,
             principal_sandboxes,
             spool_dir,
+            host_id: new_host_id(),
             link_limiter,
             _runtime: runtime,
         }))
@@ -291,11 +307,22 @@ impl Gateway {
         err.into()
     }
 
-    /// Deletes expired download links; returns how many.
-    pub async fn clean_up(&self) -> Result<u64, GatewayError> {
+    /// Deletes expired download links, when this host holds the clean-up
+    /// lease: how many, or `None` when another host's turn it is.
+    ///
+    /// The lease outlasts the clean-up interval by half, so its holder keeps
+    /// it from one round to the next; when the holder dies, another host
+    /// takes it over within two intervals.
+    pub async fn clean_up(&self) -> Result<Option<u64>, GatewayError> {
+        let interval = self.config.server.cleanup_interval;
+        let lease = self.catalog.claim(CLEANUP_LEASE, &self.host_id, interval + interval / 2).await?;
+        if let ClaimOutcome::HeldBy(holder) = lease {
+            tracing::debug!("expired links are {holder}'s to clean up this round");
+            return Ok(None);
+        }
         let removed = self.catalog.delete_expired_links(now()).await?;
         metrics::counter!("wharf_link_expiries_total").increment(removed);
-        Ok(removed)
+        Ok(Some(removed))
     }
 }
 

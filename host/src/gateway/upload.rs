@@ -1,9 +1,21 @@
 //! Upload: the same bytes are sent once per provider and purpose, whoever
-//! sends them; each principal gets a record of its own.
+//! sends them and through whichever host; each principal gets a record of
+//! its own.
+//!
+//! Uploads of the same content racing through several hosts (or several
+//! requests of one host) take turns through an upload claim in the catalog:
+//! the claimant sends the bytes, renewing its claim every third of
+//! `[host] claim_ttl_secs` while it does; the others poll for its record and
+//! then answer `deduplicated: true`. A claim whose host died lapses after
+//! the time to live, and the next uploader claims it and sends the bytes
+//! itself; a failed upload releases its claim at once. Renewing rather than
+//! sizing the time to live to the longest upload keeps a dead host's claim
+//! short however long uploads may take.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -11,8 +23,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{Caller, GatewayError, new_id, now};
 use crate::body::{Body, Copied, FileRange, Progress, digest_of, to_hex};
-use crate::catalog::{CopyState, ObjectRecord};
+use crate::catalog::{Catalog, ClaimOutcome, CopyState, ObjectRecord};
 use crate::runtime::{Adapter, DownloadSupport};
+
+/// How often an uploader waiting for another's claim looks for its record.
+const CLAIM_POLL: Duration = Duration::from_millis(75);
 
 /// What to upload.
 pub enum Source<'a> {
@@ -222,29 +237,68 @@ impl Caller {
     }
 
     /// The caller's record of the content at `adapter`: its own if it has one;
-    /// a new record of a copy someone else sent; or a new upload.
+    /// a new record of a copy someone else sent (waiting for it when someone
+    /// else is sending it now); or a new upload, under an upload claim.
     async fn hold_copy(
         &self,
         adapter: &Adapter,
         content: &Content,
         purpose: Option<&str>,
     ) -> Result<Held, GatewayError> {
+        // The provider has no spaces in its name, nor a digest; the purpose,
+        // last, may hold anything.
+        let name = format!("upload {} {} {}", adapter.name(), content.sha256, purpose.unwrap_or_default());
+        let holder = format!("{}/{}", self.host_id, hex::encode(super::os_random::<4>()));
+        loop {
+            if let Some(held) = self.existing_copy(adapter, content, purpose).await? {
+                return Ok(held);
+            }
+            match self.catalog.claim(&name, &holder, self.config.claim_ttl).await? {
+                ClaimOutcome::Granted => break,
+                // Someone is sending these bytes: its record appears when it
+                // is done; its claim goes when it fails, lapses when it dies.
+                // Its own adapter timeout bounds how long that can take.
+                ClaimOutcome::HeldBy(other) => {
+                    tracing::debug!("{name}: waiting for {other}'s upload");
+                    tokio::time::sleep(CLAIM_POLL).await;
+                }
+            }
+        }
+        let claim = UploadClaim::hold(self.catalog.clone(), name, holder, self.config.claim_ttl);
+        // The previous claimant may have recorded its copy just before we claimed.
+        let held = match self.existing_copy(adapter, content, purpose).await {
+            Ok(Some(held)) => Ok(held),
+            Ok(None) => self.store_copy(adapter, content, purpose).await.map(|record| Held {
+                record,
+                deduplicated: false,
+                created: true,
+            }),
+            Err(e) => Err(e),
+        };
+        claim.release().await;
+        held
+    }
+
+    /// The caller's record of a copy already at `adapter`, made now if only
+    /// another principal has one.
+    async fn existing_copy(
+        &self,
+        adapter: &Adapter,
+        content: &Content,
+        purpose: Option<&str>,
+    ) -> Result<Option<Held>, GatewayError> {
         let existing = self.catalog.find_copy(adapter.name(), &content.sha256, purpose, &self.principal.name).await?;
-        match existing {
+        Ok(match existing {
             Some(record) if record.principal == self.principal.name => {
-                Ok(Held { record, deduplicated: true, created: false })
+                Some(Held { record, deduplicated: true, created: false })
             }
             Some(theirs) => {
                 let mut record = self.new_record(adapter, content, purpose, theirs.remote_id);
                 record.id = self.catalog.insert(&record).await?;
-                Ok(Held { record, deduplicated: true, created: true })
+                Some(Held { record, deduplicated: true, created: true })
             }
-            None => Ok(Held {
-                record: self.store_copy(adapter, content, purpose).await?,
-                deduplicated: false,
-                created: true,
-            }),
-        }
+            None => None,
+        })
     }
 
     fn new_record(
@@ -307,6 +361,70 @@ impl Caller {
     async fn discard(&self, record: &ObjectRecord) {
         if let Err(e) = self.remove_record(record).await {
             tracing::warn!("{}: could not undo {} after a failed upload: {e}", record.provider, record.id);
+        }
+    }
+}
+
+/// An upload claim this call holds: renewed in the background while the
+/// upload runs, released when it ends, or, if the call is dropped halfway
+/// (the client went away), released from a task of its own.
+struct UploadClaim {
+    catalog: Arc<dyn Catalog>,
+    name: String,
+    holder: String,
+    renewer: tokio::task::JoinHandle<()>,
+    released: bool,
+}
+
+impl UploadClaim {
+    fn hold(catalog: Arc<dyn Catalog>, name: String, holder: String, ttl: Duration) -> Self {
+        let renewer = tokio::spawn({
+            let (catalog, name, holder) = (catalog.clone(), name.clone(), holder.clone());
+            async move {
+                let mut ticks = tokio::time::interval(ttl / 3);
+                ticks.tick().await; // the first tick is now, and the claim is fresh
+                loop {
+                    ticks.tick().await;
+                    match catalog.claim(&name, &holder, ttl).await {
+                        Ok(ClaimOutcome::Granted) => {}
+                        Ok(ClaimOutcome::HeldBy(other)) => {
+                            tracing::warn!(
+                                "{name}: this upload's claim lapsed (renewal came too late) and {other} took it; \
+                                 both may send these bytes"
+                            );
+                            return;
+                        }
+                        // The next tick tries again; until the claim lapses nothing is lost.
+                        Err(e) => tracing::warn!("{name}: renewing this upload's claim: {e}"),
+                    }
+                }
+            }
+        });
+        Self { catalog, name, holder, renewer, released: false }
+    }
+
+    async fn release(mut self) {
+        self.released = true;
+        self.renewer.abort();
+        if let Err(e) = self.catalog.release(&self.name, &self.holder).await {
+            tracing::warn!("{}: releasing this upload's claim: {e}; it lapses by itself", self.name);
+        }
+    }
+}
+
+impl Drop for UploadClaim {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        if self.released {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (catalog, name, holder) = (self.catalog.clone(), self.name.clone(), self.holder.clone());
+            runtime.spawn(async move {
+                if let Err(e) = catalog.release(&name, &holder).await {
+                    tracing::warn!("{name}: releasing an abandoned upload's claim: {e}; it lapses by itself");
+                }
+            });
         }
     }
 }

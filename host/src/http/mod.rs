@@ -146,7 +146,8 @@ fn router(state: AppState, shutdown: CancellationToken) -> Router {
         .with_state(state)
 }
 
-/// Deletes expired links at start and then every `cleanup_interval`.
+/// Deletes expired links at start and then every `cleanup_interval`, on
+/// whichever host holds the clean-up lease.
 fn spawn_cleanup(gateway: Arc<Gateway>, shutdown: CancellationToken) {
     let interval = gateway.config().server.cleanup_interval;
     tokio::spawn(async move {
@@ -157,8 +158,8 @@ fn spawn_cleanup(gateway: Arc<Gateway>, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => return,
             }
             match gateway.clean_up().await {
-                Ok(0) => {}
-                Ok(removed) => tracing::info!("deleted {removed} expired download links"),
+                Ok(None | Some(0)) => {}
+                Ok(Some(removed)) => tracing::info!("deleted {removed} expired download links"),
                 Err(e) => tracing::warn!("cleaning up expired links: {e}"),
             }
         }

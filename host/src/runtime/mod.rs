@@ -44,6 +44,9 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     cache_dir: PathBuf,
+    /// One permit per slot of the instance pool: a call past
+    /// `MAX_CONCURRENT_INSTANCES` waits for a slot instead of failing.
+    instance_slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
 }
 
@@ -58,6 +61,7 @@ pub struct Adapter {
     capabilities: Capabilities,
     storage_mount: Option<(PathBuf, bool)>,
     plugin_path: PathBuf,
+    instance_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why an adapter call failed.
@@ -210,7 +214,13 @@ impl Runtime {
         std::fs::create_dir_all(cache_dir)
             .with_context(|| format!("creating the compiled-component cache {}", cache_dir.display()))?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Self { engine, linker, cache_dir: cache_dir.to_path_buf(), _ticker: ticker })
+        Ok(Self {
+            engine,
+            linker,
+            cache_dir: cache_dir.to_path_buf(),
+            instance_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INSTANCES as usize)),
+            _ticker: ticker,
+        })
     }
 
     /// Compiles a component, or loads it from the cache when this engine has
@@ -300,6 +310,7 @@ impl Runtime {
             capabilities: placeholder_capabilities(),
             storage_mount,
             plugin_path,
+            instance_slots: self.instance_slots.clone(),
         };
         adapter.capabilities = adapter
             .call("init", |_, _| Box::pin(async { Ok(Ok(())) }))
@@ -413,6 +424,8 @@ impl Adapter {
         op: impl for<'a> FnOnce(&'a mut Store<CallState>, &'a Provider) -> CallResult<'a, R> + Send,
     ) -> Result<(R, Capabilities), CallError> {
         let provider = self.name().to_string();
+        // Taken before the timeout starts: waiting for a slot is not the adapter's time.
+        let _slot = self.instance_slots.acquire().await.expect("the instance semaphore is never closed");
         let run = async {
             let mut store = self.store()?;
             let instance = self.pre.instantiate_async(&mut store).await?;
