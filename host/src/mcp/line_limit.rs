@@ -209,8 +209,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for LineLimit<R> {
             if filled == 0 {
                 return Poll::Ready(Ok(())); // end of input
             }
-            let data = this.scratch[..filled].to_vec();
-            this.process(&data);
+            let scratch = std::mem::take(&mut this.scratch);
+            this.process(&scratch[..filled]);
+            this.scratch = scratch;
         }
     }
 }
