@@ -18,6 +18,7 @@
 
 mod common;
 #[path = "support/mcp.rs"]
+#[macro_use]
 mod mcp;
 #[path = "support/serve.rs"]
 mod serve;
@@ -71,31 +72,8 @@ fn run_check(check: &str) {
     assert!(fixture.serve.exited().is_none(), "wharf serve died during {check}: {}", fixture.serve.stderr());
 }
 
-macro_rules! suite_checks {
-    ($($check:ident),* $(,)?) => {
-        mod suite {
-            $(
-                #[test]
-                fn $check() {
-                    super::run_check(stringify!($check));
-                }
-            )*
-
-            /// Every HTTP check of the suite has a test here.
-            #[test]
-            fn every_check_runs() {
-                let scratch = super::Scratch::new();
-                let listed = super::mcp::suite_checks("http", scratch.dir.path());
-                let here = [$(stringify!($check)),*];
-                let missing: Vec<&String> = listed.iter().filter(|c| !here.contains(&c.as_str())).collect();
-                let extra: Vec<&&str> = here.iter().filter(|c| !listed.iter().any(|l| l == *c)).collect();
-                assert!(missing.is_empty() && extra.is_empty(), "suite checks without a test: {missing:?}; tests without a check: {extra:?}");
-            }
-        }
-    };
-}
-
 suite_checks!(
+    "http";
     tools_listed,
     tool_annotations,
     upload_files,

@@ -219,3 +219,30 @@ pub fn assert_strict_schemas(ran: &Ran, what: &str) {
     );
     assert!(ran.success(), "MCP Inspector --strict, {what}: {}", ran.describe());
 }
+
+/// One test per check of tests/mcp_suite.py for `$transport`, plus a test
+/// that fails when the suite and this list drift apart. The test binary
+/// defines `run_check(name)`.
+macro_rules! suite_checks {
+    ($transport:literal; $($check:ident),* $(,)?) => {
+        mod suite {
+            $(
+                #[test]
+                fn $check() {
+                    super::run_check(stringify!($check));
+                }
+            )*
+
+            /// Every check of the suite for this transport has a test here.
+            #[test]
+            fn every_check_runs() {
+                let scratch = super::Scratch::new();
+                let listed = super::mcp::suite_checks($transport, scratch.dir.path());
+                let here = [$(stringify!($check)),*];
+                let missing: Vec<&String> = listed.iter().filter(|c| !here.contains(&c.as_str())).collect();
+                let extra: Vec<&&str> = here.iter().filter(|c| !listed.iter().any(|l| l == *c)).collect();
+                assert!(missing.is_empty() && extra.is_empty(), "suite checks without a test: {missing:?}; tests without a check: {extra:?}");
+            }
+        }
+    };
+}
