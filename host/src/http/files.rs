@@ -84,7 +84,7 @@ async fn upload_body(caller: &Caller, query: UploadQuery, limit: u64, request: R
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let mut options = UploadOptions {
+    let options = UploadOptions {
         provider: query.provider,
         purpose: query.purpose,
         max_size: Some(limit),
@@ -100,7 +100,6 @@ async fn upload_body(caller: &Caller, query: UploadQuery, limit: u64, request: R
         })?;
         let stream = request.into_body().into_data_stream().map_err(io_error);
         let source = Source::Stream { name, reader: Box::new(StreamReader::new(stream)), mime: None };
-        options.name = None;
         vec![caller.upload(source, &options).await?]
     };
     Ok((StatusCode::CREATED, axum::Json(UploadResult { files })).into_response())
