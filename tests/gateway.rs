@@ -266,3 +266,28 @@ async fn clean_up_runs_where_the_lease_is() {
     assert_eq!(second.clean_up().await.unwrap(), None, "the first process holds the lease");
     assert_eq!(first.clean_up().await.unwrap(), Some(0), "and keeps it");
 }
+
+/// A FIFO without a writer, or a socket, named as an upload source is refused
+/// at once: opening it must not wait (it would hang an MCP or HTTP request).
+#[tokio::test]
+async fn sources_that_are_not_regular_files_are_refused_without_blocking() {
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway("").await;
+    let fifo = scratch.work().join("pipe");
+    let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path and a mode; mkfifo touches nothing else.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+    let socket = scratch.work().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let options = UploadOptions::default();
+    for (path, kind) in [(fifo, "a FIFO"), (socket, "a socket")] {
+        let upload = gateway.upload(Source::Path(path.clone()), &options);
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), upload).await;
+        let err = outcome.unwrap_or_else(|_| panic!("uploading {} blocked", path.display())).unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::Sandbox(SandboxError::NotAFile { kind: k, .. }) if *k == kind),
+            "{}: {err}",
+            path.display()
+        );
+    }
+}

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
 
 use crate::body::{Body, BodyError, Copied, Digest, FileRange, Progress, to_hex};
 
@@ -25,8 +25,8 @@ pub enum SandboxError {
     Escapes { path: String, root: String, source: std::io::Error },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("{path} is not a regular file")]
-    NotAFile { path: String },
+    #[error("{path} is {kind}, not a regular file; only regular files are read")]
+    NotAFile { path: String, kind: &'static str },
     #[error("cannot open sandbox root {path}: {source}; fix [host] sandbox_roots")]
     Root { path: String, source: std::io::Error },
 }
@@ -109,17 +109,29 @@ impl Sandbox {
     pub fn open_file(&self, path: &Path) -> Result<FileRange, SandboxError> {
         let (root, relative) = self.locate(path)?;
         if relative.as_os_str().is_empty() {
-            return Err(SandboxError::NotAFile { path: path.display().to_string() });
+            return Err(SandboxError::NotAFile { path: path.display().to_string(), kind: "a directory" });
         }
-        let file = root.dir.open(&relative).map_err(|e| match e.kind() {
+        let not_found_or_escapes = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => SandboxError::Io { path: path.display().to_string(), source: e },
             _ => Self::escapes(path, root, e),
-        })?;
+        };
+        // Sockets and devices are refused before any open; a FIFO put in a
+        // file's place after this check is caught by the non-blocking open:
+        // it opens at once (a blocking open would wait for a writer and hang
+        // the request) and is refused below. Reads of a regular file are not
+        // affected by the flag.
+        let file_type = root.dir.metadata(&relative).map_err(not_found_or_escapes)?.file_type();
+        if !file_type.is_file() {
+            return Err(SandboxError::NotAFile { path: path.display().to_string(), kind: describe(file_type) });
+        }
+        let mut options = OpenOptions::new();
+        options.read(true).custom_flags(libc::O_NONBLOCK);
+        let file = root.dir.open_with(&relative, &options).map_err(not_found_or_escapes)?.into_std();
         let io = |source| SandboxError::Io { path: path.display().to_string(), source };
         if !file.metadata().map_err(io)?.is_file() {
-            return Err(SandboxError::NotAFile { path: path.display().to_string() });
+            return Err(SandboxError::NotAFile { path: path.display().to_string(), kind: "not a regular file" });
         }
-        FileRange::whole(file.into_std(), path.display().to_string()).map_err(io)
+        FileRange::whole(file, path.display().to_string()).map_err(io)
     }
 
     /// The absolute path a user path names inside the roots (`..` kept, for
@@ -182,6 +194,18 @@ impl Destination<'_> {
         progress: Option<Arc<Progress>>,
     ) -> Result<Copied, WriteError> {
         write_atomic(self.dir, &self.relative, body, expected, &self.display.display().to_string(), progress).await
+    }
+}
+
+/// What a file that is not a regular file is, for messages.
+fn describe(file_type: cap_std::fs::FileType) -> &'static str {
+    use cap_std::fs::FileTypeExt as _;
+    match file_type {
+        t if t.is_dir() => "a directory",
+        t if t.is_fifo() => "a FIFO",
+        t if t.is_socket() => "a socket",
+        t if t.is_char_device() || t.is_block_device() => "a device",
+        _ => "not a regular file",
     }
 }
 
