@@ -71,25 +71,10 @@ fn python_sdk_client_round_trips_a_file() {
 #[test]
 fn unknown_methods_get_a_json_rpc_error() {
     let scratch = Scratch::new();
-    let config = scratch.write_config("");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .arg("--config")
-        .arg(&config)
-        .arg("mcp")
-        .current_dir(scratch.work())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        // The server reports the client hanging up mid-handshake; expected here.
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = server.stdin.take().unwrap();
+    let mut server = RawServer::start(&scratch);
+    let mut stdin = server.child.stdin.take().unwrap();
     writeln!(stdin, r#"{{"jsonrpc":"2.0","id":7,"method":"wharf/no-such-method","params":{{}}}}"#).unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    drop(stdin);
-    let _ = server.wait();
-    let reply: serde_json::Value = serde_json::from_str(&line).expect("a JSON-RPC reply");
+    let reply = server.reply(Duration::from_secs(60), "an unknown method");
     assert_eq!(reply["id"], 7, "{reply}");
     assert!(reply["error"]["code"].is_i64(), "an error reply: {reply}");
 }
