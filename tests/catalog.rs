@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wharf::catalog::{
-    Catalog, ClaimOutcome, CopyState, LinkKind, LinkRecord, LinkStats, MetadataUpdate, ObjectQuery, ObjectRecord,
+    Catalog, ClaimOutcome, CopyState, Event, EventKind, LinkKind, LinkRecord, LinkStats, MetadataUpdate, ObjectQuery, ObjectRecord,
     PostgresCatalog, SqliteCatalog, TokenRecord, UseOutcome, UseRequest,
 };
 use wharf::config::PostgresConfig;
@@ -78,6 +78,9 @@ on_both_backends!(
     holds_are_exclusive_renewable_and_released,
     a_lapsed_hold_passes_to_the_next_claimant,
     concurrent_claims_grant_exactly_one,
+    listing_filters_by_tag_glob_type_and_time,
+    corrupt_and_gone_copies_age_and_cache_copies_order_by_last_use,
+    stats_count_files_transfers_and_failures,
 );
 
 // ---- helpers ----
@@ -97,6 +100,11 @@ fn record(id: &str, principal: &str, remote_id: &str) -> ObjectRecord {
         state: CopyState::Present,
         description: String::new(),
         tags: Vec::new(),
+        attributes: Default::default(),
+        registered: false,
+        verified: true,
+        download_count: 0,
+        last_download_at: None,
     }
 }
 
@@ -173,11 +181,13 @@ async fn listing_pages_filters_and_updates_metadata(catalog: Arc<dyn Catalog>) {
         name: Some("100%_report.txt".into()),
         description: Some("the report".into()),
         tags: Some(vec!["q3".into(), "final".into()]),
+        attributes: Some([("client".to_string(), "acme".to_string())].into()),
     };
     catalog.update_metadata("wf_2", &update).await.unwrap();
     let updated = catalog.object("wf_2").await.unwrap().unwrap();
     assert_eq!((updated.name.as_str(), updated.description.as_str()), ("100%_report.txt", "the report"));
     assert_eq!(updated.tags, ["q3", "final"]);
+    assert_eq!(updated.attributes.get("client").map(String::as_str), Some("acme"));
     // `None` leaves a field as it is.
     catalog
         .update_metadata("wf_2", &MetadataUpdate { name: Some("r.txt".into()), ..Default::default() })
@@ -305,12 +315,18 @@ async fn downloads_are_recorded_and_go_with_their_record(catalog: Arc<dyn Catalo
             principal: "alice".into(),
             destination: format!("/out/{at}"),
             source: source.into(),
+            provider: "local".into(),
+            bytes: 10,
+            duration_ms: 3,
             at,
         };
         catalog.record_download(&download).await.unwrap();
     }
     let history = catalog.downloads("wf_d").await.unwrap();
     assert_eq!(history.iter().map(|d| (d.at, d.source.as_str())).collect::<Vec<_>>(), [(5, "provider"), (6, "cache")]);
+    assert_eq!((history[0].bytes, history[0].duration_ms, history[0].provider.as_str()), (10, 3, "local"));
+    let counted = catalog.object("wf_d").await.unwrap().unwrap();
+    assert_eq!((counted.download_count, counted.last_download_at), (2, Some(6)));
     catalog.remove("wf_d").await.unwrap();
     assert!(catalog.downloads("wf_d").await.unwrap().is_empty());
 }
@@ -366,7 +382,7 @@ async fn postgres_hosts_starting_at_once_upgrade_the_schema_once() {
     let client = postgres_server::connect(&url).await;
     let versions: Vec<i32> =
         client.query("SELECT version FROM wharf_schema_version", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2], "each version applied once");
 }
 
 /// A database upgraded by a newer Wharf is refused, not written to.
@@ -390,4 +406,119 @@ async fn postgres_unreachable_is_named_without_the_password() {
     let message = err.to_string();
     assert!(message.contains(&format!("postgres://wharf@127.0.0.1:{port}/files")), "{message}");
     assert!(message.contains("connect") && !message.contains("pw-SECRET"), "{message}");
+}
+
+async fn listing_filters_by_tag_glob_type_and_time(catalog: Arc<dyn Catalog>) {
+    let files = [
+        ("wf_a", "Report Q3.pdf", "application/pdf", 10, &["work", "q3"][..]),
+        ("wf_b", "photo.png", "image/png", 20, &["holiday"][..]),
+        ("wf_c", "notes_1.txt", "text/plain", 30, &["work"][..]),
+        ("wf_d", "notes%2.txt", "text/plain", 40, &[][..]),
+    ];
+    for (id, name, mime, created_at, tags) in files {
+        let mut r = record(id, "alice", id);
+        (r.name, r.mime, r.created_at) = (name.into(), mime.into(), created_at);
+        r.tags = tags.iter().map(|t| t.to_string()).collect();
+        catalog.insert(&r).await.unwrap();
+    }
+    let ids = |query: ObjectQuery| {
+        let catalog = catalog.clone();
+        async move {
+            let page = catalog.objects(&query).await.unwrap();
+            page.files.into_iter().map(|f| f.id).collect::<Vec<_>>()
+        }
+    };
+    let q = ObjectQuery::default;
+    assert_eq!(ids(ObjectQuery { tag: Some("work".into()), ..q() }).await, ["wf_c", "wf_a"]);
+    assert_eq!(ids(ObjectQuery { tag: Some("wor".into()), ..q() }).await, Vec::<String>::new(), "whole tags only");
+    assert_eq!(ids(ObjectQuery { name_glob: Some("notes*.txt".into()), ..q() }).await, ["wf_d", "wf_c"]);
+    assert_eq!(ids(ObjectQuery { name_glob: Some("NOTES_?.TXT".into()), ..q() }).await, ["wf_c"], "_ is literal");
+    assert_eq!(ids(ObjectQuery { name_glob: Some("*.pdf".into()), ..q() }).await, ["wf_a"]);
+    assert_eq!(ids(ObjectQuery { mime: Some("image/*".into()), ..q() }).await, ["wf_b"]);
+    assert_eq!(ids(ObjectQuery { mime: Some("text/plain".into()), ..q() }).await, ["wf_d", "wf_c"]);
+    assert_eq!(ids(ObjectQuery { since: Some(30), ..q() }).await, ["wf_d", "wf_c"]);
+    let combined = ObjectQuery { tag: Some("work".into()), mime: Some("text/*".into()), since: Some(5), ..q() };
+    assert_eq!(ids(combined).await, ["wf_c"]);
+}
+
+async fn corrupt_and_gone_copies_age_and_cache_copies_order_by_last_use(catalog: Arc<dyn Catalog>) {
+    for id in ["wf_1", "wf_2", "wf_3"] {
+        catalog.insert(&record(id, "alice", id)).await.unwrap();
+    }
+    catalog.set_state("wf_1", CopyState::Corrupt).await.unwrap();
+    catalog.set_state("wf_2", CopyState::Gone).await.unwrap();
+    assert_eq!(catalog.object("wf_1").await.unwrap().unwrap().state, CopyState::Corrupt);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let gone = |before: i64| {
+        let catalog = catalog.clone();
+        async move { catalog.stale_copies(CopyState::Gone, before).await.unwrap() }
+    };
+    assert!(gone(now - 60).await.is_empty(), "gone only just now");
+    assert_eq!(gone(now + 60).await.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["wf_2"]);
+    // A download makes a copy the most recently used; never-downloaded ones
+    // count from when they were made.
+    let download = wharf::catalog::DownloadRecord {
+        object_id: "wf_3".into(),
+        principal: "alice".into(),
+        destination: "/out".into(),
+        source: "provider".into(),
+        provider: "local".into(),
+        bytes: 10,
+        duration_ms: 1,
+        at: 100,
+    };
+    catalog.insert(&record("wf_4", "alice", "wf_4")).await.unwrap();
+    catalog.record_download(&download).await.unwrap();
+    let order = catalog.copies_by_last_use("local").await.unwrap();
+    assert_eq!(order.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["wf_4", "wf_3"], "present copies only");
+    assert_eq!(catalog.delete_history(101).await.unwrap(), 1);
+    assert!(catalog.downloads("wf_3").await.unwrap().is_empty());
+}
+
+async fn stats_count_files_transfers_and_failures(catalog: Arc<dyn Catalog>) {
+    catalog.insert(&record("wf_1", "alice", "one")).await.unwrap();
+    let mut other = record("wf_2", "bob", "two");
+    other.provider = "s3".into();
+    catalog.insert(&other).await.unwrap();
+    let event = |kind, bytes, detail: &str, principal: &str, at| Event {
+        at,
+        principal: principal.into(),
+        kind,
+        provider: "local".into(),
+        bytes,
+        detail: detail.into(),
+    };
+    for e in [
+        event(EventKind::Upload, 10, "", "alice", 50),
+        event(EventKind::Dedup, 10, "", "alice", 60),
+        event(EventKind::Failure, 0, "download: corrupt", "alice", 70),
+        event(EventKind::Failure, 0, "download: corrupt", "alice", 71),
+        event(EventKind::Upload, 99, "", "bob", 80),
+        event(EventKind::Upload, 7, "", "alice", 1),
+    ] {
+        catalog.record_event(&e).await.unwrap();
+    }
+    for (at, source) in [(60, "cache"), (61, "cache"), (62, "provider")] {
+        let download = wharf::catalog::DownloadRecord {
+            object_id: "wf_1".into(),
+            principal: "alice".into(),
+            destination: "/out".into(),
+            source: source.into(),
+            provider: "local".into(),
+            bytes: 10,
+            duration_ms: 1,
+            at,
+        };
+        catalog.record_download(&download).await.unwrap();
+    }
+    let stats = catalog.stats(Some("alice"), 10).await.unwrap();
+    assert_eq!(stats.providers.len(), 1, "alice's files only: {stats:?}");
+    assert_eq!((stats.providers["local"].files, stats.providers["local"].bytes), (1, 10));
+    assert_eq!((stats.uploads, stats.bytes_uploaded, stats.dedup_hits, stats.bytes_not_sent), (1, 10, 1, 10));
+    assert_eq!(stats.failures.get("download: corrupt"), Some(&2));
+    assert_eq!((stats.downloads.get("cache"), stats.downloads.get("provider")), (Some(&2), Some(&1)));
+    assert_eq!(stats.bytes_downloaded, 30);
+    assert_eq!(stats.most_downloaded.first().map(|f| (f.id.as_str(), f.downloads)), Some(("wf_1", 3)));
+    let everyone = catalog.stats(None, 0).await.unwrap();
+    assert_eq!((everyone.providers.len(), everyone.uploads, everyone.bytes_uploaded), (2, 3, 116));
 }

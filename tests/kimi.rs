@@ -358,7 +358,7 @@ async fn pre_checks_refuse_without_sending_anything() {
 
     // Original bytes are never asked of Kimi.
     let target = ObjectRef { remote_id: "cv0000000000000000001".into(), purpose: None };
-    let Err(err) = adapter.download(&target, false).await else { panic!("original bytes from Kimi") };
+    let Err(err) = adapter.download(&target, false, None).await else { panic!("original bytes from Kimi") };
     assert!(matches!(call_error(&err).kind, ErrorKind::Unsupported), "{err}");
     assert!(fake.requests().is_empty(), "nothing reached Kimi: {:?}", fake.requests());
 }

@@ -320,7 +320,7 @@ async fn a_missing_key_is_not_found() {
     let gateway = scratch.gateway(&provider("s3", server, "missing/", SECRET_ENV, "")).await;
     let direct = direct(&scratch, "s3").await;
     let absent = object(&format!("missing/{}", "0".repeat(64)));
-    let Err(err) = direct.adapter.download(&absent, false).await else {
+    let Err(err) = direct.adapter.download(&absent, false, None).await else {
         panic!("downloaded an object that does not exist");
     };
     assert!(matches!(err.kind(), Some(ErrorKind::NotFound)), "{err}");

@@ -130,6 +130,11 @@ fn record(i: usize) -> ObjectRecord {
         state: CopyState::Present,
         description: String::new(),
         tags: Vec::new(),
+        attributes: Default::default(),
+        registered: false,
+        verified: true,
+        download_count: 0,
+        last_download_at: None,
     }
 }
 

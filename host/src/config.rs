@@ -41,6 +41,28 @@ pub struct Config {
     /// How long an upload claim lasts unless its holder renews it: how long
     /// others wait for the copy a killed host was sending. See gateway/upload.rs.
     pub claim_ttl: Duration,
+    /// `[host] resolution`: the providers whose copies a download tries, in
+    /// order. `None`: the cache provider first, then the file's own provider.
+    pub resolution: Option<Vec<String>>,
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: what `wharf gc` (and `wharf serve` on its clean-up timer)
+/// removes. Each rule is off unless set, except expired links and spool
+/// leftovers, which are always removed.
+#[derive(Debug, Clone, Default)]
+pub struct RetentionConfig {
+    /// Download history and statistics events older than this many days.
+    pub history_days: Option<u64>,
+    /// Records of copies gone (or corrupt) for longer than this many days.
+    pub gone_days: Option<u64>,
+    /// A directory downloads are saved into, and how old its files may get.
+    pub downloads_dir: Option<PathBuf>,
+    pub downloads_max_age: Option<Duration>,
+    /// The most the cache provider's copies may hold, in bytes; beyond it the
+    /// least recently downloaded copies go first, when another copy can
+    /// still return the original bytes.
+    pub cache_max_bytes: Option<u64>,
 }
 
 /// The environment variable holding the PostgreSQL URL when `url_env` is absent.
@@ -146,6 +168,9 @@ pub struct PrincipalConfig {
     /// Where this principal's paths may point, relative paths resolving
     /// against the first; `[host] sandbox_roots` when `None`.
     pub sandbox_roots: Option<Vec<PathBuf>>,
+    /// The objects this principal may register (`wharf register`): patterns
+    /// over references such as `s3://bucket/users/alice/*`. None by default.
+    pub references: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -310,6 +335,18 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     principals: BTreeMap<String, Spanned<RawPrincipal>>,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    history_days: Option<u64>,
+    gone_days: Option<u64>,
+    downloads_dir: Option<PathBuf>,
+    downloads_max_age_hours: Option<Spanned<u64>>,
+    cache_max_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -339,6 +376,8 @@ struct RawLinks {
 #[serde(deny_unknown_fields)]
 struct RawPrincipal {
     sandbox_roots: Option<Vec<Spanned<PathBuf>>>,
+    #[serde(default)]
+    references: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -352,6 +391,7 @@ struct RawHost {
     catalog: Option<Spanned<CatalogKind>>,
     postgres: Option<Spanned<RawPostgres>>,
     claim_ttl_secs: Option<Spanned<u64>>,
+    resolution: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -593,7 +633,20 @@ impl Config {
                 Some(roots) => Some(roots.iter().map(|r| resolve(r.get_ref())).collect()),
                 None => None,
             };
-            principals.insert(name.clone(), PrincipalConfig { sandbox_roots });
+            let mut references = Vec::new();
+            for pattern in &entry.get_ref().references {
+                let text = pattern.get_ref().trim();
+                if text.is_empty() || text == "*" {
+                    return Err(at(
+                        Some(pattern.span()),
+                        format!(
+                            "principals.{name}.references: {text:?} would allow every object; name a bucket and prefix, such as \"s3://bucket/users/{name}/*\""
+                        ),
+                    ));
+                }
+                references.push(text.to_string());
+            }
+            principals.insert(name.clone(), PrincipalConfig { sandbox_roots, references });
         }
         let server = parse_server(&raw.server, &at)?;
         let catalog = parse_catalog(&raw.host, &data_dir, env, &at)?;
@@ -608,6 +661,46 @@ impl Config {
             Some(secs) => Duration::from_secs(*secs.get_ref()),
             None => DEFAULT_CLAIM_TTL,
         };
+        let resolution = match &raw.host.resolution {
+            Some(order) => {
+                let mut names = Vec::new();
+                for name in order {
+                    if !providers.contains_key(name.get_ref()) {
+                        let known: Vec<_> = providers.keys().map(String::as_str).collect();
+                        return Err(at(
+                            Some(name.span()),
+                            format!(
+                                "[host] resolution names provider {:?}, which is not configured; use some of: {}",
+                                name.get_ref(),
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                    if names.contains(name.get_ref()) {
+                        return Err(at(Some(name.span()), format!("[host] resolution lists {:?} twice", name.get_ref())));
+                    }
+                    names.push(name.get_ref().clone());
+                }
+                Some(names)
+            }
+            None => None,
+        };
+        let retention = RetentionConfig {
+            history_days: raw.retention.history_days,
+            gone_days: raw.retention.gone_days,
+            downloads_dir: raw.retention.downloads_dir.as_deref().map(resolve),
+            downloads_max_age: match (&raw.retention.downloads_dir, &raw.retention.downloads_max_age_hours) {
+                (None, Some(hours)) => {
+                    return Err(at(
+                        Some(hours.span()),
+                        "[retention] downloads_max_age_hours needs downloads_dir: the directory whose files it ages out"
+                            .into(),
+                    ));
+                }
+                (_, hours) => hours.as_ref().map(|h| Duration::from_secs(h.get_ref() * 3600)),
+            },
+            cache_max_bytes: raw.retention.cache_max_bytes,
+        };
         Ok(Config {
             file: file.to_path_buf(),
             data_dir,
@@ -621,6 +714,8 @@ impl Config {
             relative_to_first_root: false,
             catalog,
             claim_ttl,
+            resolution,
+            retention,
         })
     }
 }

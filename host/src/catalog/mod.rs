@@ -13,6 +13,7 @@ mod sqlite;
 pub use postgres::PostgresCatalog;
 pub use sqlite::SqliteCatalog;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,15 +51,61 @@ pub struct ObjectRecord {
     pub state: CopyState,
     pub description: String,
     pub tags: Vec<String>,
+    /// Free key-value pairs.
+    pub attributes: BTreeMap<String, String>,
+    /// Recorded by `wharf register` (the object was already at the provider):
+    /// deleting the record leaves the object there unless asked otherwise.
+    pub registered: bool,
+    /// Whether `sha256` is the content's digest. False only for objects
+    /// registered without hashing whose provider keeps no digest: their
+    /// `sha256` is then a placeholder (see [`ObjectRecord::unhashed`]) and
+    /// their downloads cannot be verified.
+    pub verified: bool,
+    /// Completed downloads of this record, and when the last one ended.
+    pub download_count: u64,
+    pub last_download_at: Option<i64>,
 }
 
-/// Whether the provider still holds a copy.
+impl ObjectRecord {
+    /// The placeholder content key of a record whose digest is unknown:
+    /// unique to the record, so it is never taken for a copy of other content.
+    pub fn unhashed(id: &str) -> String {
+        format!("unhashed:{id}")
+    }
+
+    fn is_hashed(sha256: &str) -> bool {
+        !sha256.starts_with("unhashed:")
+    }
+}
+
+/// Whether the provider still holds a good copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CopyState {
     Present,
     /// The provider said not-found or gone for it.
     Gone,
+    /// Its bytes failed the SHA-256 check twice in a row: never served again
+    /// until it is verified anew.
+    Corrupt,
+}
+
+impl CopyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyState::Present => "present",
+            CopyState::Gone => "gone",
+            CopyState::Corrupt => "corrupt",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "gone" => CopyState::Gone,
+            "corrupt" => CopyState::Corrupt,
+            _ => CopyState::Present,
+        }
+    }
 }
 
 /// A download, for the history.
@@ -67,9 +114,98 @@ pub struct DownloadRecord {
     pub object_id: String,
     pub principal: String,
     pub destination: String,
-    /// `provider` or `cache`.
+    /// `provider`, `cache`, or `derived`.
     pub source: String,
+    /// The provider whose copy served it.
+    pub provider: String,
+    pub bytes: u64,
+    pub duration_ms: u64,
     pub at: i64,
+}
+
+/// Something counted for `wharf stats` besides downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// Bytes sent to a provider.
+    Upload,
+    /// An upload answered from a copy the provider already held: bytes not sent.
+    Dedup,
+    /// A failed upload or download; the event's detail names the kind.
+    Failure,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Upload => "upload",
+            EventKind::Dedup => "dedup",
+            EventKind::Failure => "failure",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub at: i64,
+    pub principal: String,
+    pub kind: EventKind,
+    pub provider: String,
+    pub bytes: u64,
+    /// For failures: `download: corrupt`, `upload: refused`, …
+    pub detail: String,
+}
+
+/// What `wharf stats` reports, over records visible to a principal (all, for
+/// `None`) and activity since a time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Stats {
+    /// Present records and their bytes, per provider.
+    pub providers: BTreeMap<String, ProviderStats>,
+    pub uploads: u64,
+    pub bytes_uploaded: u64,
+    pub dedup_hits: u64,
+    /// Bytes that dedup spared sending.
+    pub bytes_not_sent: u64,
+    /// Completed downloads by source (`provider`, `cache`, `derived`).
+    pub downloads: BTreeMap<String, u64>,
+    pub bytes_downloaded: u64,
+    /// Failures by what failed and why (`download: corrupt`, …).
+    pub failures: BTreeMap<String, u64>,
+    pub most_downloaded: Vec<TopFile>,
+}
+
+impl Stats {
+    /// Adds a group of events of one kind and detail.
+    fn add_events(&mut self, kind: &str, detail: String, count: u64, bytes: u64) {
+        match kind {
+            "upload" => {
+                self.uploads += count;
+                self.bytes_uploaded += bytes;
+            }
+            "dedup" => {
+                self.dedup_hits += count;
+                self.bytes_not_sent += bytes;
+            }
+            _ => *self.failures.entry(detail).or_default() += count,
+        }
+    }
+}
+
+/// How many files `most_downloaded` lists.
+const TOP_FILES: usize = 10;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ProviderStats {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct TopFile {
+    pub id: String,
+    pub name: String,
+    pub downloads: u64,
 }
 
 /// Which records to list.
@@ -80,6 +216,14 @@ pub struct ObjectQuery {
     pub provider: Option<String>,
     /// Case-insensitive substring of the name.
     pub name_contains: Option<String>,
+    /// A glob over the name (`*` any run, `?` one character), case-insensitive.
+    pub name_glob: Option<String>,
+    /// A MIME type, or a pattern such as `image/*`.
+    pub mime: Option<String>,
+    /// Records that carry this tag.
+    pub tag: Option<String>,
+    /// Records made at or after this time (seconds since the epoch).
+    pub since: Option<i64>,
     /// A `next` cursor from the previous page.
     pub after: Option<String>,
     /// At most this many; all when `None`.
@@ -100,6 +244,7 @@ pub struct MetadataUpdate {
     pub name: Option<String>,
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
+    pub attributes: Option<BTreeMap<String, String>>,
 }
 
 /// An API token. Only its SHA-256 is kept, so a copy of the catalog opens nothing.
@@ -300,12 +445,27 @@ pub trait Catalog: Send + Sync {
     /// Returns the record's id: `object.id`, or the id already recorded for
     /// the same principal and remote object (which is then marked present again).
     async fn insert(&self, object: &ObjectRecord) -> Result<String, CatalogError>;
+    /// Sets a record's state, and when it changed if it did.
     async fn set_state(&self, id: &str, state: CopyState) -> Result<(), CatalogError>;
     async fn update_metadata(&self, id: &str, update: &MetadataUpdate) -> Result<(), CatalogError>;
     /// Forgets a record, its downloads, and the content if no record is left.
     async fn remove(&self, id: &str) -> Result<(), CatalogError>;
+    /// Adds a completed download to the history and to its record's count.
     async fn record_download(&self, download: &DownloadRecord) -> Result<(), CatalogError>;
     async fn downloads(&self, object_id: &str) -> Result<Vec<DownloadRecord>, CatalogError>;
+    async fn record_event(&self, event: &Event) -> Result<(), CatalogError>;
+    /// The figures of `wharf stats`: records of `principal` (every
+    /// principal's for `None`), activity at or after `since`.
+    async fn stats(&self, principal: Option<&str>, since: i64) -> Result<Stats, CatalogError>;
+
+    // ---- retention ----
+
+    /// Deletes download history and events older than `before`; how many rows.
+    async fn delete_history(&self, before: i64) -> Result<u64, CatalogError>;
+    /// Records in `state` since before `before`.
+    async fn stale_copies(&self, state: CopyState, before: i64) -> Result<Vec<ObjectRecord>, CatalogError>;
+    /// Present records at `provider`, least recently downloaded (or made) first.
+    async fn copies_by_last_use(&self, provider: &str) -> Result<Vec<ObjectRecord>, CatalogError>;
 
     // ---- API tokens ----
 
@@ -340,6 +500,24 @@ pub trait Catalog: Send + Sync {
     async fn claim(&self, name: &str, holder: &str, ttl: Duration) -> Result<ClaimOutcome, CatalogError>;
     /// Gives up `holder`'s hold on `name`; someone else's is left alone.
     async fn release(&self, name: &str, holder: &str) -> Result<(), CatalogError>;
+}
+
+/// A LIKE pattern for a glob (`*` any run, `?` one character), with `\` as
+/// the escape character for what LIKE would otherwise read.
+fn glob_pattern(glob: &str) -> String {
+    let mut pattern = String::new();
+    for c in glob.chars() {
+        match c {
+            '*' => pattern.push('%'),
+            '?' => pattern.push('_'),
+            '%' | '_' | '\\' => {
+                pattern.push('\\');
+                pattern.push(c);
+            }
+            c => pattern.push(c),
+        }
+    }
+    pattern
 }
 
 /// A LIKE pattern matching `substring` anywhere, with `\` as the escape

@@ -14,8 +14,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    Catalog, CatalogError, ClaimOutcome, CopyState, DownloadRecord, Hold, LinkKind, LinkRecord, LinkStats,
-    MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord, TokenRecord, UseOutcome, UseRequest, like_pattern,
+    Catalog, CatalogError, ClaimOutcome, CopyState, DownloadRecord, Event, Hold, LinkKind, LinkRecord, LinkStats,
+    MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord, ProviderStats, Stats, TOP_FILES, TokenRecord, TopFile,
+    UseOutcome, UseRequest, glob_pattern, like_pattern, system_now_ms,
 };
 use crate::config::PostgresConfig;
 
@@ -90,6 +91,38 @@ CREATE TABLE holds (
     holder        TEXT NOT NULL,
     expires_at_ms BIGINT NOT NULL
 );
+"#,
+    // The file pipeline: corrupt copies and when a state began (retention),
+    // free key-value metadata, registered objects, download counts and
+    // tracking, and the events `wharf stats` counts.
+    r#"
+ALTER TABLE objects DROP CONSTRAINT objects_state_check;
+ALTER TABLE objects ADD CONSTRAINT objects_state_check CHECK (state IN ('present', 'gone', 'corrupt'));
+ALTER TABLE objects ADD COLUMN state_at BIGINT NOT NULL DEFAULT 0;
+UPDATE objects SET state_at = created_at;
+ALTER TABLE objects ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE objects ADD COLUMN registered BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE objects ADD COLUMN download_count BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE objects ADD COLUMN last_download_at BIGINT;
+UPDATE objects o SET download_count = d.n, last_download_at = d.last
+    FROM (SELECT object_id, count(*) AS n, max(at) AS last FROM downloads GROUP BY object_id) d
+    WHERE d.object_id = o.id;
+CREATE INDEX objects_by_last_use ON objects (provider, (coalesce(last_download_at, created_at)));
+CREATE INDEX objects_by_tag ON objects USING gin (tags);
+ALTER TABLE downloads ADD COLUMN provider TEXT NOT NULL DEFAULT '';
+ALTER TABLE downloads ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE downloads ADD COLUMN duration_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX downloads_by_time ON downloads (at);
+CREATE TABLE events (
+    id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        BIGINT NOT NULL,
+    principal TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('upload', 'dedup', 'failure')),
+    provider  TEXT NOT NULL,
+    bytes     BIGINT NOT NULL DEFAULT 0,
+    detail    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_by_time ON events (at);
 "#];
 
 /// The advisory lock that serializes schema upgrades of hosts starting at
@@ -100,7 +133,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_WAIT: Duration = Duration::from_secs(30);
 
 const OBJECT_COLUMNS: &str = "o.id, o.principal, o.provider, o.remote_id, o.sha256, f.size, o.name, o.mime, o.purpose, \
-     o.created_at, o.state, o.description, o.tags, o.seq";
+     o.created_at, o.state, o.description, o.tags, o.seq, o.attributes, o.registered, o.download_count, \
+     o.last_download_at";
 
 const LINK_COLUMNS: &str = "token_sha256, principal, kind, target, filename, size, sha256, identity, max_size, \
      created_at, expires_at, max_uses, uses, charged, budget_per_use";
@@ -262,20 +296,27 @@ impl PostgresCatalog {
 fn object_from_row(row: &Row) -> Result<(ObjectRecord, i64), Failure> {
     let state: String = row.try_get(10)?;
     let purpose: String = row.try_get(8)?;
+    let attributes: String = row.try_get(14)?;
+    let sha256: String = row.try_get(4)?;
     let record = ObjectRecord {
         id: row.try_get(0)?,
         principal: row.try_get(1)?,
         provider: row.try_get(2)?,
         remote_id: row.try_get(3)?,
-        sha256: row.try_get(4)?,
+        verified: ObjectRecord::is_hashed(&sha256),
+        sha256,
         size: row.try_get::<_, i64>(5)? as u64,
         name: row.try_get(6)?,
         mime: row.try_get(7)?,
         purpose: Some(purpose).filter(|p| !p.is_empty()),
         created_at: row.try_get(9)?,
-        state: if state == "gone" { CopyState::Gone } else { CopyState::Present },
+        state: CopyState::parse(&state),
         description: row.try_get(11)?,
         tags: row.try_get(12)?,
+        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+        registered: row.try_get(15)?,
+        download_count: row.try_get::<_, i64>(16)? as u64,
+        last_download_at: row.try_get(17)?,
     };
     Ok((record, row.try_get(13)?))
 }
@@ -315,13 +356,6 @@ fn token_from_row(row: &Row) -> Result<TokenRecord, Failure> {
         expires_at: row.try_get(5)?,
         revoked_at: row.try_get(6)?,
     })
-}
-
-fn state_text(state: CopyState) -> &'static str {
-    match state {
-        CopyState::Present => "present",
-        CopyState::Gone => "gone",
-    }
 }
 
 #[async_trait::async_trait]
@@ -376,13 +410,19 @@ impl Catalog for PostgresCatalog {
         };
         let limit = query.limit.map(|l| l as i64);
         let name = query.name_contains.as_deref().map(like_pattern);
+        let glob = query.name_glob.as_deref().map(glob_pattern);
+        let mime = query.mime.as_deref().map(glob_pattern);
         let rows = self
             .run("listing records", async {
                 self.query_objects(
                     "WHERE ($1::text IS NULL OR o.principal = $1) AND ($2::text IS NULL OR o.provider = $2)
                        AND ($3::text IS NULL OR o.name ILIKE $3 ESCAPE '\\') AND ($4::bigint IS NULL OR o.seq < $4)
+                       AND ($6::text IS NULL OR o.name ILIKE $6 ESCAPE '\\')
+                       AND ($7::text IS NULL OR o.mime ILIKE $7 ESCAPE '\\')
+                       AND ($8::text IS NULL OR o.tags @> ARRAY[$8::text])
+                       AND ($9::bigint IS NULL OR o.created_at >= $9)
                      ORDER BY o.seq DESC LIMIT $5",
-                    &[&query.principal, &query.provider, &name, &after, &limit],
+                    &[&query.principal, &query.provider, &name, &after, &limit, &glob, &mime, &query.tag, &query.since],
                 )
                 .await
             })
@@ -396,6 +436,7 @@ impl Catalog for PostgresCatalog {
 
     async fn insert(&self, object: &ObjectRecord) -> Result<String, CatalogError> {
         let purpose = object.purpose.as_deref().unwrap_or_default();
+        let attributes = serde_json::to_string(&object.attributes).expect("attributes serialize");
         self.run("recording an upload", async {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
@@ -409,9 +450,11 @@ impl Catalog for PostgresCatalog {
             .await?;
             let row = tx
                 .query_one(
-                    "INSERT INTO objects (id, principal, provider, remote_id, sha256, name, mime, purpose, state, created_at, description, tags)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                     ON CONFLICT (principal, provider, remote_id, purpose) DO UPDATE SET state = EXCLUDED.state
+                    "INSERT INTO objects (id, principal, provider, remote_id, sha256, name, mime, purpose, state, state_at,
+                                          created_at, description, tags, attributes, registered)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14)
+                     ON CONFLICT (principal, provider, remote_id, purpose)
+                     DO UPDATE SET state = EXCLUDED.state, state_at = EXCLUDED.state_at
                      RETURNING id",
                     &[
                         &object.id,
@@ -422,10 +465,12 @@ impl Catalog for PostgresCatalog {
                         &object.name,
                         &object.mime,
                         &purpose,
-                        &state_text(object.state),
+                        &object.state.as_str(),
                         &object.created_at,
                         &object.description,
                         &object.tags,
+                        &attributes,
+                        &object.registered,
                     ],
                 )
                 .await?;
@@ -437,18 +482,25 @@ impl Catalog for PostgresCatalog {
 
     async fn set_state(&self, id: &str, state: CopyState) -> Result<(), CatalogError> {
         self.run("marking a copy's state", async {
-            self.execute("UPDATE objects SET state = $2 WHERE id = $1", &[&id, &state_text(state)]).await.map(drop)
+            let now = system_now_ms() / 1000;
+            self.execute(
+                "UPDATE objects SET state = $2, state_at = $3 WHERE id = $1 AND state <> $2",
+                &[&id, &state.as_str(), &now],
+            )
+            .await
+            .map(drop)
         })
         .await
     }
 
     async fn update_metadata(&self, id: &str, update: &MetadataUpdate) -> Result<(), CatalogError> {
+        let attributes = update.attributes.as_ref().map(|a| serde_json::to_string(a).expect("attributes serialize"));
         self.run("changing a record's metadata", async {
             self.execute(
                 "UPDATE objects SET name = coalesce($2, name), description = coalesce($3, description),
-                                    tags = coalesce($4, tags)
+                                    tags = coalesce($4, tags), attributes = coalesce($5, attributes)
                  WHERE id = $1",
-                &[&id, &update.name, &update.description, &update.tags],
+                &[&id, &update.name, &update.description, &update.tags, &attributes],
             )
             .await
             .map(drop)
@@ -484,12 +536,30 @@ impl Catalog for PostgresCatalog {
 
     async fn record_download(&self, download: &DownloadRecord) -> Result<(), CatalogError> {
         self.run("recording a download", async {
-            self.execute(
-                "INSERT INTO downloads (object_id, principal, destination, source, at) VALUES ($1, $2, $3, $4, $5)",
-                &[&download.object_id, &download.principal, &download.destination, &download.source, &download.at],
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            tx.execute(
+                "INSERT INTO downloads (object_id, principal, destination, source, provider, bytes, duration_ms, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &download.object_id,
+                    &download.principal,
+                    &download.destination,
+                    &download.source,
+                    &download.provider,
+                    &(download.bytes as i64),
+                    &(download.duration_ms as i64),
+                    &download.at,
+                ],
             )
-            .await
-            .map(drop)
+            .await?;
+            tx.execute(
+                "UPDATE objects SET download_count = download_count + 1, last_download_at = $2 WHERE id = $1",
+                &[&download.object_id, &download.at],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
         })
         .await
     }
@@ -498,7 +568,8 @@ impl Catalog for PostgresCatalog {
         self.run("reading download history", async {
             let rows = self
                 .query(
-                    "SELECT object_id, principal, destination, source, at FROM downloads WHERE object_id = $1 ORDER BY id",
+                    "SELECT object_id, principal, destination, source, provider, bytes, duration_ms, at
+                     FROM downloads WHERE object_id = $1 ORDER BY id",
                     &[&object_id],
                 )
                 .await?;
@@ -509,10 +580,130 @@ impl Catalog for PostgresCatalog {
                         principal: row.try_get(1)?,
                         destination: row.try_get(2)?,
                         source: row.try_get(3)?,
-                        at: row.try_get(4)?,
+                        provider: row.try_get(4)?,
+                        bytes: row.try_get::<_, i64>(5)? as u64,
+                        duration_ms: row.try_get::<_, i64>(6)? as u64,
+                        at: row.try_get(7)?,
                     })
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn record_event(&self, event: &Event) -> Result<(), CatalogError> {
+        self.run("recording an event", async {
+            self.execute(
+                "INSERT INTO events (at, principal, kind, provider, bytes, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &event.at,
+                    &event.principal,
+                    &event.kind.as_str(),
+                    &event.provider,
+                    &(event.bytes as i64),
+                    &event.detail,
+                ],
+            )
+            .await
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn stats(&self, principal: Option<&str>, since: i64) -> Result<Stats, CatalogError> {
+        self.run("gathering statistics", async {
+            let mut stats = Stats::default();
+            let rows = self
+                .query(
+                    "SELECT o.provider, count(*), coalesce(sum(f.size), 0)::bigint FROM objects o JOIN files f USING (sha256)
+                     WHERE o.state = 'present' AND ($1::text IS NULL OR o.principal = $1) GROUP BY o.provider",
+                    &[&principal],
+                )
+                .await?;
+            for row in rows {
+                let files: i64 = row.try_get(1)?;
+                let bytes: i64 = row.try_get(2)?;
+                stats.providers.insert(row.try_get(0)?, ProviderStats { files: files as u64, bytes: bytes as u64 });
+            }
+            let rows = self
+                .query(
+                    "SELECT kind, detail, count(*), coalesce(sum(bytes), 0)::bigint FROM events
+                     WHERE at >= $2 AND ($1::text IS NULL OR principal = $1) GROUP BY kind, detail",
+                    &[&principal, &since],
+                )
+                .await?;
+            for row in rows {
+                let kind: String = row.try_get(0)?;
+                let count: i64 = row.try_get(2)?;
+                let bytes: i64 = row.try_get(3)?;
+                stats.add_events(&kind, row.try_get(1)?, count as u64, bytes as u64);
+            }
+            let rows = self
+                .query(
+                    "SELECT source, count(*), coalesce(sum(bytes), 0)::bigint FROM downloads
+                     WHERE at >= $2 AND ($1::text IS NULL OR principal = $1) GROUP BY source",
+                    &[&principal, &since],
+                )
+                .await?;
+            for row in rows {
+                let count: i64 = row.try_get(1)?;
+                let bytes: i64 = row.try_get(2)?;
+                stats.downloads.insert(row.try_get(0)?, count as u64);
+                stats.bytes_downloaded += bytes as u64;
+            }
+            let rows = self
+                .query(
+                    "SELECT d.object_id, min(o.name), count(*) AS n FROM downloads d JOIN objects o ON o.id = d.object_id
+                     WHERE d.at >= $2 AND ($1::text IS NULL OR d.principal = $1)
+                     GROUP BY d.object_id ORDER BY n DESC, d.object_id LIMIT $3",
+                    &[&principal, &since, &(TOP_FILES as i64)],
+                )
+                .await?;
+            for row in rows {
+                let downloads: i64 = row.try_get(2)?;
+                stats.most_downloaded.push(TopFile {
+                    id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    downloads: downloads as u64,
+                });
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    async fn delete_history(&self, before: i64) -> Result<u64, CatalogError> {
+        self.run("deleting old history", async {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            let downloads = tx.execute("DELETE FROM downloads WHERE at < $1", &[&before]).await?;
+            let events = tx.execute("DELETE FROM events WHERE at < $1", &[&before]).await?;
+            tx.commit().await?;
+            Ok(downloads + events)
+        })
+        .await
+    }
+
+    async fn stale_copies(&self, state: CopyState, before: i64) -> Result<Vec<ObjectRecord>, CatalogError> {
+        self.run("listing stale copies", async {
+            let rows = self
+                .query_objects("WHERE o.state = $1 AND o.state_at < $2 ORDER BY o.seq", &[&state.as_str(), &before])
+                .await?;
+            Ok(rows.into_iter().map(|(record, _)| record).collect())
+        })
+        .await
+    }
+
+    async fn copies_by_last_use(&self, provider: &str) -> Result<Vec<ObjectRecord>, CatalogError> {
+        self.run("listing copies by last use", async {
+            let rows = self
+                .query_objects(
+                    "WHERE o.provider = $1 AND o.state = 'present'
+                     ORDER BY coalesce(o.last_download_at, o.created_at), o.seq",
+                    &[&provider],
+                )
+                .await?;
+            Ok(rows.into_iter().map(|(record, _)| record).collect())
         })
         .await
     }

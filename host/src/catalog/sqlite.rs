@@ -8,9 +8,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use rusqlite_migration::{M, Migrations};
 
 use super::{
-    Catalog, CatalogError, ClaimOutcome, CopyState, DownloadRecord, Hold, LinkKind, LinkRecord, LinkStats,
-    MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord, TokenRecord, UseOutcome, UseRequest, like_pattern,
-    system_now_ms,
+    Catalog, CatalogError, ClaimOutcome, CopyState, DownloadRecord, Event, Hold, LinkKind, LinkRecord, LinkStats,
+    MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord, ProviderStats, Stats, TOP_FILES, TokenRecord, TopFile,
+    UseOutcome, UseRequest, glob_pattern, like_pattern, system_now_ms,
 };
 
 /// The schema as the first release made it (tests upgrade from it).
@@ -112,10 +112,62 @@ CREATE TABLE holds (
     expires_at_ms INTEGER NOT NULL
 );
 "#,
+    // The file pipeline: corrupt copies and when a state began (retention),
+    // free key-value metadata, registered objects, download counts and
+    // tracking, and the events `wharf stats` counts.
+    r#"
+CREATE TABLE objects_v4 (
+    id               TEXT PRIMARY KEY,
+    principal        TEXT NOT NULL,
+    provider         TEXT NOT NULL,
+    remote_id        TEXT NOT NULL,
+    sha256           TEXT NOT NULL REFERENCES files(sha256),
+    name             TEXT NOT NULL,
+    mime             TEXT NOT NULL,
+    purpose          TEXT NOT NULL DEFAULT '',
+    state            TEXT NOT NULL DEFAULT 'present' CHECK (state IN ('present', 'gone', 'corrupt')),
+    state_at         INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    description      TEXT NOT NULL DEFAULT '',
+    tags             TEXT NOT NULL DEFAULT '[]', -- a JSON array of strings
+    attributes       TEXT NOT NULL DEFAULT '{}', -- a JSON object of strings
+    registered       INTEGER NOT NULL DEFAULT 0,
+    download_count   INTEGER NOT NULL DEFAULT 0,
+    last_download_at INTEGER,
+    UNIQUE (principal, provider, remote_id, purpose)
+);
+INSERT INTO objects_v4 (rowid, id, principal, provider, remote_id, sha256, name, mime, purpose, state, state_at,
+                        created_at, description, tags, download_count, last_download_at)
+    SELECT rowid, id, principal, provider, remote_id, sha256, name, mime, purpose, state, created_at,
+           created_at, description, tags,
+           (SELECT count(*) FROM downloads d WHERE d.object_id = objects.id),
+           (SELECT max(at) FROM downloads d WHERE d.object_id = objects.id)
+    FROM objects;
+DROP TABLE objects;
+ALTER TABLE objects_v4 RENAME TO objects;
+CREATE INDEX objects_by_content ON objects (sha256, provider);
+CREATE INDEX objects_by_principal ON objects (principal);
+CREATE INDEX objects_by_last_use ON objects (provider, coalesce(last_download_at, created_at));
+ALTER TABLE downloads ADD COLUMN provider TEXT NOT NULL DEFAULT '';
+ALTER TABLE downloads ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE downloads ADD COLUMN duration_ms INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX downloads_by_time ON downloads (at);
+CREATE TABLE events (
+    id        INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    principal TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('upload', 'dedup', 'failure')),
+    provider  TEXT NOT NULL,
+    bytes     INTEGER NOT NULL DEFAULT 0,
+    detail    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_by_time ON events (at);
+"#,
 ];
 
 const OBJECT_COLUMNS: &str = "o.id, o.principal, o.provider, o.remote_id, o.sha256, f.size, o.name, o.mime, o.purpose, \
-     o.created_at, o.state, o.description, o.tags, o.rowid";
+     o.created_at, o.state, o.description, o.tags, o.rowid, o.attributes, o.registered, o.download_count, \
+     o.last_download_at";
 
 const LINK_COLUMNS: &str = "token_sha256, principal, kind, target, filename, size, sha256, identity, max_size, \
      created_at, expires_at, max_uses, uses, charged, budget_per_use";
@@ -178,20 +230,27 @@ impl SqliteCatalog {
 fn object_from_row(row: &Row<'_>) -> rusqlite::Result<(ObjectRecord, i64)> {
     let state: String = row.get(10)?;
     let tags: String = row.get(12)?;
+    let attributes: String = row.get(14)?;
+    let sha256: String = row.get(4)?;
     let record = ObjectRecord {
         id: row.get(0)?,
         principal: row.get(1)?,
         provider: row.get(2)?,
         remote_id: row.get(3)?,
-        sha256: row.get(4)?,
+        verified: ObjectRecord::is_hashed(&sha256),
+        sha256,
         size: row.get::<_, i64>(5)? as u64,
         name: row.get(6)?,
         mime: row.get(7)?,
         purpose: Some(row.get::<_, String>(8)?).filter(|p| !p.is_empty()),
         created_at: row.get(9)?,
-        state: if state == "gone" { CopyState::Gone } else { CopyState::Present },
+        state: CopyState::parse(&state),
         description: row.get(11)?,
         tags: serde_json::from_str(&tags).unwrap_or_default(),
+        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+        registered: row.get(15)?,
+        download_count: row.get::<_, i64>(16)? as u64,
+        last_download_at: row.get(17)?,
     };
     Ok((record, row.get(13)?))
 }
@@ -235,13 +294,6 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
 
 const TOKEN_COLUMNS: &str = "id, principal, admin, token_sha256, created_at, expires_at, revoked_at";
 
-fn state_text(state: CopyState) -> &'static str {
-    match state {
-        CopyState::Present => "present",
-        CopyState::Gone => "gone",
-    }
-}
-
 #[async_trait::async_trait]
 impl Catalog for SqliteCatalog {
     async fn ping(&self) -> Result<(), CatalogError> {
@@ -284,8 +336,21 @@ impl Catalog for SqliteCatalog {
         let rows = self.query_objects_with_seq(
             "WHERE (?1 IS NULL OR o.principal = ?1) AND (?2 IS NULL OR o.provider = ?2)
                AND (?3 IS NULL OR o.name LIKE ?3 ESCAPE '\\') AND (?4 IS NULL OR o.rowid < ?4)
+               AND (?6 IS NULL OR o.name LIKE ?6 ESCAPE '\\') AND (?7 IS NULL OR o.mime LIKE ?7 ESCAPE '\\')
+               AND (?8 IS NULL OR EXISTS (SELECT 1 FROM json_each(o.tags) WHERE value = ?8))
+               AND (?9 IS NULL OR o.created_at >= ?9)
              ORDER BY o.rowid DESC LIMIT ?5",
-            params![query.principal, query.provider, query.name_contains.as_deref().map(like_pattern), after, limit],
+            params![
+                query.principal,
+                query.provider,
+                query.name_contains.as_deref().map(like_pattern),
+                after,
+                limit,
+                query.name_glob.as_deref().map(glob_pattern),
+                query.mime.as_deref().map(glob_pattern),
+                query.tag,
+                query.since,
+            ],
         )?;
         let next = match query.limit {
             Some(limit) if rows.len() == limit => rows.last().map(|(_, seq)| seq.to_string()),
@@ -302,10 +367,13 @@ impl Catalog for SqliteCatalog {
                 params![object.sha256, object.size as i64, object.name, object.mime, object.created_at],
             )?;
             let tags = serde_json::to_string(&object.tags).expect("tags serialize");
+            let attributes = serde_json::to_string(&object.attributes).expect("attributes serialize");
             tx.execute(
-                "INSERT INTO objects (id, principal, provider, remote_id, sha256, name, mime, purpose, state, created_at, description, tags)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT (principal, provider, remote_id, purpose) DO UPDATE SET state = excluded.state",
+                "INSERT INTO objects (id, principal, provider, remote_id, sha256, name, mime, purpose, state, state_at,
+                                      created_at, description, tags, attributes, registered)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (principal, provider, remote_id, purpose)
+                 DO UPDATE SET state = excluded.state, state_at = excluded.state_at",
                 params![
                     object.id,
                     object.principal,
@@ -315,10 +383,12 @@ impl Catalog for SqliteCatalog {
                     object.name,
                     object.mime,
                     object.purpose.as_deref().unwrap_or_default(),
-                    state_text(object.state),
+                    object.state.as_str(),
                     object.created_at,
                     object.description,
                     tags,
+                    attributes,
+                    object.registered,
                 ],
             )?;
             let id = tx.query_row(
@@ -337,18 +407,24 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn set_state(&self, id: &str, state: CopyState) -> Result<(), CatalogError> {
-        self.with(|conn| conn.execute("UPDATE objects SET state = ?2 WHERE id = ?1", params![id, state_text(state)]))
-            .map(drop)
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE objects SET state = ?2, state_at = ?3 WHERE id = ?1 AND state <> ?2",
+                params![id, state.as_str(), system_now_ms() / 1000],
+            )
+        })
+        .map(drop)
     }
 
     async fn update_metadata(&self, id: &str, update: &MetadataUpdate) -> Result<(), CatalogError> {
         let tags = update.tags.as_ref().map(|tags| serde_json::to_string(tags).expect("tags serialize"));
+        let attributes = update.attributes.as_ref().map(|a| serde_json::to_string(a).expect("attributes serialize"));
         self.with(|conn| {
             conn.execute(
                 "UPDATE objects SET name = coalesce(?2, name), description = coalesce(?3, description),
-                                    tags = coalesce(?4, tags)
+                                    tags = coalesce(?4, tags), attributes = coalesce(?5, attributes)
                  WHERE id = ?1",
-                params![id, update.name, update.description, tags],
+                params![id, update.name, update.description, tags, attributes],
             )
         })
         .map(drop)
@@ -372,18 +448,34 @@ impl Catalog for SqliteCatalog {
 
     async fn record_download(&self, download: &DownloadRecord) -> Result<(), CatalogError> {
         self.with(|conn| {
-            conn.execute(
-                "INSERT INTO downloads (object_id, principal, destination, source, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![download.object_id, download.principal, download.destination, download.source, download.at],
-            )
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO downloads (object_id, principal, destination, source, provider, bytes, duration_ms, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    download.object_id,
+                    download.principal,
+                    download.destination,
+                    download.source,
+                    download.provider,
+                    download.bytes as i64,
+                    download.duration_ms as i64,
+                    download.at
+                ],
+            )?;
+            tx.execute(
+                "UPDATE objects SET download_count = download_count + 1, last_download_at = ?2 WHERE id = ?1",
+                params![download.object_id, download.at],
+            )?;
+            tx.commit()
         })
-        .map(drop)
     }
 
     async fn downloads(&self, object_id: &str) -> Result<Vec<DownloadRecord>, CatalogError> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT object_id, principal, destination, source, at FROM downloads WHERE object_id = ?1 ORDER BY id",
+                "SELECT object_id, principal, destination, source, provider, bytes, duration_ms, at
+                 FROM downloads WHERE object_id = ?1 ORDER BY id",
             )?;
             stmt.query_map(params![object_id], |row| {
                 Ok(DownloadRecord {
@@ -391,11 +483,92 @@ impl Catalog for SqliteCatalog {
                     principal: row.get(1)?,
                     destination: row.get(2)?,
                     source: row.get(3)?,
-                    at: row.get(4)?,
+                    provider: row.get(4)?,
+                    bytes: row.get::<_, i64>(5)? as u64,
+                    duration_ms: row.get::<_, i64>(6)? as u64,
+                    at: row.get(7)?,
                 })
             })?
             .collect()
         })
+    }
+
+    async fn record_event(&self, event: &Event) -> Result<(), CatalogError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO events (at, principal, kind, provider, bytes, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![event.at, event.principal, event.kind.as_str(), event.provider, event.bytes as i64, event.detail],
+            )
+        })
+        .map(drop)
+    }
+
+    async fn stats(&self, principal: Option<&str>, since: i64) -> Result<Stats, CatalogError> {
+        self.with(|conn| {
+            let mut stats = Stats::default();
+            let mut stmt = conn.prepare_cached(
+                "SELECT o.provider, count(*), coalesce(sum(f.size), 0) FROM objects o JOIN files f USING (sha256)
+                 WHERE o.state = 'present' AND (?1 IS NULL OR o.principal = ?1) GROUP BY o.provider",
+            )?;
+            for row in stmt.query_map(params![principal], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))? {
+                let (provider, files, bytes): (String, i64, i64) = row?;
+                stats.providers.insert(provider, ProviderStats { files: files as u64, bytes: bytes as u64 });
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT kind, detail, count(*), coalesce(sum(bytes), 0) FROM events
+                 WHERE at >= ?2 AND (?1 IS NULL OR principal = ?1) GROUP BY kind, detail",
+            )?;
+            for row in stmt.query_map(params![principal, since], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            })? {
+                let (kind, detail, count, bytes): (String, String, i64, i64) = row?;
+                stats.add_events(&kind, detail, count as u64, bytes as u64);
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT source, count(*), coalesce(sum(bytes), 0) FROM downloads
+                 WHERE at >= ?2 AND (?1 IS NULL OR principal = ?1) GROUP BY source",
+            )?;
+            for row in stmt.query_map(params![principal, since], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })? {
+                let (source, count, bytes): (String, i64, i64) = row?;
+                stats.downloads.insert(source, count as u64);
+                stats.bytes_downloaded += bytes as u64;
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT d.object_id, o.name, count(*) AS n FROM downloads d JOIN objects o ON o.id = d.object_id
+                 WHERE d.at >= ?2 AND (?1 IS NULL OR d.principal = ?1)
+                 GROUP BY d.object_id ORDER BY n DESC, d.object_id LIMIT ?3",
+            )?;
+            for row in stmt.query_map(params![principal, since, TOP_FILES as i64], |r| {
+                Ok(TopFile { id: r.get(0)?, name: r.get(1)?, downloads: r.get::<_, i64>(2)? as u64 })
+            })? {
+                stats.most_downloaded.push(row?);
+            }
+            Ok(stats)
+        })
+    }
+
+    async fn delete_history(&self, before: i64) -> Result<u64, CatalogError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let downloads = tx.execute("DELETE FROM downloads WHERE at < ?1", params![before])?;
+            let events = tx.execute("DELETE FROM events WHERE at < ?1", params![before])?;
+            tx.commit()?;
+            Ok((downloads + events) as u64)
+        })
+    }
+
+    async fn stale_copies(&self, state: CopyState, before: i64) -> Result<Vec<ObjectRecord>, CatalogError> {
+        self.query_objects("WHERE o.state = ?1 AND o.state_at < ?2 ORDER BY o.rowid", params![state.as_str(), before])
+    }
+
+    async fn copies_by_last_use(&self, provider: &str) -> Result<Vec<ObjectRecord>, CatalogError> {
+        self.query_objects(
+            "WHERE o.provider = ?1 AND o.state = 'present'
+             ORDER BY coalesce(o.last_download_at, o.created_at), o.rowid",
+            params![provider],
+        )
     }
 
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), CatalogError> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -16,8 +17,8 @@ use tokio::sync::mpsc;
 use super::{Caller, GatewayError, now};
 use crate::body::{Body, BodyError, Copied, Digest, Progress, parse_hex, to_hex};
 use crate::catalog::{CopyState, DownloadRecord, ObjectRecord};
-use crate::runtime::{ContentKind, DownloadSupport};
-use crate::sandbox::Destination;
+use crate::runtime::{ByteRange, ContentKind, DownloadSupport};
+use crate::sandbox::{Destination, WriteError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Downloaded {
@@ -27,11 +28,16 @@ pub struct Downloaded {
     pub size: u64,
     /// `provider`, or `cache` when the bytes came from the cache provider.
     pub source: &'static str,
+    /// The provider whose copy served the bytes.
+    pub provider: String,
     /// `original`, or `derived` for a provider's derived content (extracted
     /// text), which is never written under the original's name.
     pub kind: &'static str,
     /// The bytes written match the SHA-256 recorded at upload.
     pub verified: bool,
+    /// Copies tried before the one that served, and why they failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedCopy>,
 }
 
 /// Bytes on their way to an HTTP client. An error item means the transfer
@@ -50,16 +56,6 @@ pub struct StreamedContent {
     pub sha256: Option<String>,
     pub derived: bool,
     pub stream: ContentStream,
-}
-
-/// Where downloaded bytes come from, for messages and the history.
-struct Origin<'a> {
-    /// The record asked for.
-    id: &'a str,
-    /// The provider whose copy is read.
-    provider: &'a str,
-    /// `provider`, `cache` or `derived`, for the history.
-    source: &'a str,
 }
 
 /// How a stream ended, for whoever meters it.
@@ -181,59 +177,169 @@ fn verified_stream(body: Body, range: (u64, u64), expected: Option<(u64, Digest)
     Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
-impl Caller {
-    /// The copy to read the original bytes of `object` from: the object
-    /// itself when its provider can return them, else the cache provider's
-    /// copy of the same content (`source: cache`), unless a provider was named.
-    async fn readable_copy(
-        &self,
-        object: &ObjectRecord,
-        provider_named: bool,
-    ) -> Result<(ObjectRecord, &'static str), GatewayError> {
-        let adapter = self.adapter(Some(&object.provider))?;
-        if adapter.capabilities().download == DownloadSupport::Original && object.state == CopyState::Present {
-            return Ok((object.clone(), "provider"));
-        }
-        if !provider_named {
-            // Any principal's cache record will do: the bytes are the same.
-            let cached = self
-                .catalog
-                .copies(&object.sha256)
-                .await?
-                .into_iter()
-                .find(|copy| copy.provider == self.config.cache_provider && copy.state == CopyState::Present);
-            if let Some(cached) = cached {
-                return Ok((cached, "cache"));
-            }
-        }
-        let reason = match object.state {
-            CopyState::Gone => format!("the copy at provider {} is gone", object.provider),
-            CopyState::Present => format!(
-                "provider {} cannot return original bytes (download: {})",
-                object.provider,
-                adapter.capabilities().download
-            ),
-        };
-        Err(GatewayError::NoOriginal { id: object.id.clone(), reason, cache: self.config.cache_provider.clone() })
-    }
+/// A copy that was tried and failed before the one that served a download.
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct FailedCopy {
+    pub provider: String,
+    /// The record of the copy (`wf_…`).
+    pub id: String,
+    /// `not-found`, `corrupt`, `unavailable`, …
+    pub kind: String,
+    pub error: String,
+}
 
-    /// Opens the original bytes of `requested` at the copy that can return them.
-    async fn open_original(
+/// Why one copy could not serve a download.
+enum CopyFailure {
+    /// The copy failed: the next one may serve.
+    Copy { kind: &'static str, error: GatewayError },
+    /// The destination failed: no other copy can help.
+    Destination(GatewayError),
+}
+
+/// The copy that served a download, for the history.
+struct Served<'a> {
+    /// The record asked for.
+    record: &'a ObjectRecord,
+    /// The copy read.
+    copy: &'a ObjectRecord,
+    /// `provider`, `cache` or `derived`.
+    source: &'static str,
+    bytes: u64,
+    started: Instant,
+}
+
+impl Caller {
+    /// The copies that can return the original bytes of `requested`, in the
+    /// order `[host] resolution` gives (by default the cache provider, then
+    /// the record's own provider, then any other): present copies of the
+    /// same content at providers that return originals, one per remote
+    /// object, whoever's record it is (the bytes are the same), or only
+    /// those at `provider` when one is named.
+    async fn original_copies(
         &self,
         requested: &ObjectRecord,
-        provider_named: bool,
-    ) -> Result<(ObjectRecord, &'static str, Body), GatewayError> {
-        let (object, source) = self.readable_copy(requested, provider_named).await?;
-        let adapter = self.adapter(Some(&object.provider))?;
-        let (body, kind, _) = match adapter.download(&object.target(), false).await {
-            Ok(download) => download,
-            Err(e) => return Err(self.note_missing(&object, e).await),
+        provider: Option<&str>,
+    ) -> Result<Vec<ObjectRecord>, GatewayError> {
+        let mut copies = match requested.verified {
+            true => self.catalog.copies(&requested.sha256).await?,
+            false => vec![requested.clone()],
         };
-        if kind != ContentKind::Original {
-            return Err(GatewayError::NotOriginal { id: requested.id.clone(), provider: object.provider.clone() });
+        copies.retain(|c| self.serves(c, DownloadSupport::Original) && provider.is_none_or(|p| c.provider == p));
+        copies.sort_by_key(|c| (self.resolution_rank(&c.provider, &requested.provider), c.id != requested.id));
+        let mut seen = std::collections::HashSet::new();
+        copies.retain(|c| seen.insert((c.provider.clone(), c.remote_id.clone())));
+        if copies.is_empty() {
+            let adapter = self.adapter(Some(&requested.provider))?;
+            let reason = match requested.state {
+                CopyState::Gone => format!("the copy at provider {} is gone", requested.provider),
+                CopyState::Corrupt => format!("the copy at provider {} is corrupt", requested.provider),
+                CopyState::Present => format!(
+                    "provider {} cannot return original bytes (download: {})",
+                    requested.provider,
+                    adapter.capabilities().download
+                ),
+            };
+            return Err(GatewayError::NoOriginal {
+                id: requested.id.clone(),
+                reason,
+                cache: self.config.cache_provider.clone(),
+            });
         }
-        metrics::counter!("wharf_downloads_total", "source" => source).increment(1);
-        Ok((object, source, body))
+        Ok(copies)
+    }
+
+    /// Where a provider stands in the resolution order for a file recorded
+    /// at `own`: lower is tried first.
+    fn resolution_rank(&self, provider: &str, own: &str) -> usize {
+        match &self.config.resolution {
+            Some(order) => {
+                order.iter().position(|p| p == provider).unwrap_or(order.len() + usize::from(provider != own))
+            }
+            None if provider == self.config.cache_provider => 0,
+            None if provider == own => 1,
+            None => 2,
+        }
+    }
+
+    /// `cache` when the bytes come from the cache provider's copy of a file
+    /// recorded elsewhere, else `provider`.
+    fn source_of(&self, copy: &ObjectRecord, requested: &ObjectRecord) -> &'static str {
+        if copy.provider == self.config.cache_provider && copy.provider != requested.provider {
+            "cache"
+        } else {
+            "provider"
+        }
+    }
+
+    /// Opens a copy's original bytes (or the `range` of them).
+    async fn open_copy(&self, copy: &ObjectRecord, range: Option<ByteRange>) -> Result<Body, CopyFailure> {
+        let adapter = self.adapter(Some(&copy.provider)).map_err(CopyFailure::Destination)?;
+        match adapter.download(&copy.target(), false, range).await {
+            Ok((body, ContentKind::Original, _)) => Ok(body),
+            Ok((_, ContentKind::Derived, _)) => Err(CopyFailure::Copy {
+                kind: "not-original",
+                error: GatewayError::NotOriginal { id: copy.id.clone(), provider: copy.provider.clone() },
+            }),
+            Err(e) => Err(CopyFailure::Copy { kind: e.label(), error: self.note_missing(copy, e).await }),
+        }
+    }
+
+    /// Downloads one copy into `target`. A SHA-256 mismatch is fetched once
+    /// more, since one may be damage in transit; a second marks the copy
+    /// corrupt, never to be served again until it is verified anew.
+    async fn fetch_copy(
+        &self,
+        copy: &ObjectRecord,
+        target: &Destination<'_>,
+        expected: Option<Digest>,
+        progress: &Option<Arc<Progress>>,
+    ) -> Result<Copied, CopyFailure> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let body = self.open_copy(copy, None).await?;
+            let error = match target.write(body, expected, progress.clone()).await {
+                Ok(copied) => return Ok(copied),
+                Err(error) => error,
+            };
+            let mismatch = matches!(error, WriteError::HashMismatch { .. });
+            if mismatch && attempt == 1 {
+                tracing::warn!("{} at {}: SHA-256 mismatch; fetching it once more", copy.id, copy.provider);
+                if let Some(progress) = progress {
+                    progress.add_total(copy.size);
+                }
+                continue;
+            }
+            let destination_failed = matches!(error, WriteError::Io(_));
+            let error = GatewayError::Write {
+                id: copy.id.clone(),
+                provider: copy.provider.clone(),
+                destination: target.display.display().to_string(),
+                source: Box::new(error),
+            };
+            if destination_failed {
+                return Err(CopyFailure::Destination(error));
+            }
+            if mismatch {
+                self.mark_corrupt(copy).await;
+            }
+            return Err(CopyFailure::Copy { kind: if mismatch { "corrupt" } else { "read" }, error });
+        }
+    }
+
+    /// Marks every record of a remote object corrupt: the object is the same
+    /// for all of them.
+    async fn mark_corrupt(&self, copy: &ObjectRecord) {
+        let records = match self.catalog.copies(&copy.sha256).await {
+            Ok(records) => records,
+            Err(e) => return tracing::warn!("could not mark {} corrupt: {e}", copy.id),
+        };
+        for record in records.iter().filter(|r| r.provider == copy.provider && r.remote_id == copy.remote_id) {
+            if let Err(e) = self.catalog.set_state(&record.id, CopyState::Corrupt).await {
+                tracing::warn!("could not mark {} corrupt: {e}", record.id);
+            }
+        }
+        tracing::warn!("{} at {} failed its SHA-256 check twice: marked corrupt", copy.id, copy.provider);
     }
 
     /// Downloads original bytes to `destination` (default: the working
@@ -249,6 +355,8 @@ impl Caller {
     }
 
     /// [`Caller::download`], counting the bytes written into `progress`.
+    /// Tries the copies in resolution order until one serves; the result
+    /// names it and what failed before it.
     pub async fn download_tracked(
         &self,
         id: &str,
@@ -264,19 +372,52 @@ impl Caller {
         if let Some(progress) = &progress {
             progress.add_total(requested.size);
         }
-        let (object, source, body) = self.open_original(&requested, provider.is_some()).await?;
-        let expected = parse_hex(&object.sha256);
-        let from = Origin { id: &requested.id, provider: &object.provider, source };
-        let copied = self.deliver(from, &target, body, expected, progress).await?;
-        Ok(Downloaded {
-            id: requested.id,
-            path: target.display.clone(),
-            sha256: to_hex(&copied.sha256),
-            size: copied.size,
-            source,
-            kind: "original",
-            verified: expected.is_some(),
-        })
+        let expected = parse_hex(&requested.sha256).filter(|_| requested.verified);
+        let mut failed: Vec<FailedCopy> = Vec::new();
+        let mut last_error = None;
+        for copy in self.original_copies(&requested, provider).await? {
+            let started = Instant::now();
+            match self.fetch_copy(&copy, &target, expected, &progress).await {
+                Ok(copied) => {
+                    let source = self.source_of(&copy, &requested);
+                    metrics::counter!("wharf_downloads_total", "source" => source).increment(1);
+                    metrics::counter!("wharf_bytes_out_total", "provider" => copy.provider.clone())
+                        .increment(copied.size);
+                    let served = Served { record: &requested, copy: &copy, source, bytes: copied.size, started };
+                    self.record_download(served, target.display.display().to_string()).await?;
+                    return Ok(Downloaded {
+                        id: requested.id,
+                        path: target.display.clone(),
+                        sha256: to_hex(&copied.sha256),
+                        size: copied.size,
+                        source,
+                        provider: copy.provider,
+                        kind: "original",
+                        verified: expected.is_some(),
+                        failed,
+                    });
+                }
+                Err(CopyFailure::Destination(error)) => return Err(error),
+                Err(CopyFailure::Copy { kind, error }) => {
+                    self.note_failure("download", &copy.provider, kind).await;
+                    failed.push(FailedCopy {
+                        provider: copy.provider.clone(),
+                        id: copy.id.clone(),
+                        kind: kind.to_string(),
+                        error: error.to_string(),
+                    });
+                    last_error = Some(error);
+                }
+            }
+        }
+        match (failed.len(), last_error) {
+            // One copy: its own error says it best.
+            (1, Some(error)) => Err(error),
+            _ => Err(GatewayError::NoCopyServed {
+                id: requested.id,
+                failures: failed.iter().map(|f| format!("{}: {}", f.provider, f.error)).collect::<Vec<_>>().join("; "),
+            }),
+        }
     }
 
     /// The copy whose provider derives content (Kimi's extracted text).
@@ -311,7 +452,7 @@ impl Caller {
     /// Asks the provider for its derived content of `object`.
     async fn open_derived(&self, object: &ObjectRecord) -> Result<(Body, ContentKind, String), GatewayError> {
         let adapter = self.adapter(Some(&object.provider))?;
-        match adapter.download(&object.target(), true).await {
+        match adapter.download(&object.target(), true, None).await {
             Ok((body, kind, mime)) => Ok((body, kind, mime.unwrap_or_else(|| "text/plain".into()))),
             Err(e) => Err(self.note_missing(object, e).await),
         }
@@ -330,50 +471,42 @@ impl Caller {
         };
         let name = format!("{}.derived.{extension}", object.name);
         let target = self.sandbox().destination(destination, &name)?;
-        let from = Origin { id: &object.id, provider: &object.provider, source: "derived" };
-        let copied = self.deliver(from, &target, body, None, None).await?;
+        let started = Instant::now();
+        let copied = target.write(body, None, None).await.map_err(|source| GatewayError::Write {
+            id: object.id.clone(),
+            provider: object.provider.clone(),
+            destination: target.display.display().to_string(),
+            source: Box::new(source),
+        })?;
+        metrics::counter!("wharf_bytes_out_total", "provider" => object.provider.clone()).increment(copied.size);
+        let served = Served { record: &object, copy: &object, source: "derived", bytes: copied.size, started };
+        self.record_download(served, target.display.display().to_string()).await?;
         Ok(Downloaded {
-            id: object.id,
             path: target.display.clone(),
             sha256: to_hex(&copied.sha256),
             size: copied.size,
             source: "provider",
+            provider: object.provider.clone(),
+            id: object.id,
             kind: match kind {
                 ContentKind::Original => "original",
                 ContentKind::Derived => "derived",
             },
             verified: false,
+            failed: Vec::new(),
         })
     }
 
-    /// Writes downloaded bytes into place (checked against `expected`) and
-    /// adds the download to the history of `id`.
-    async fn deliver(
-        &self,
-        from: Origin<'_>,
-        target: &Destination<'_>,
-        body: Body,
-        expected: Option<Digest>,
-        progress: Option<Arc<Progress>>,
-    ) -> Result<Copied, GatewayError> {
-        let destination = target.display.display().to_string();
-        let copied = target.write(body, expected, progress).await.map_err(|source| GatewayError::Write {
-            id: from.id.to_string(),
-            provider: from.provider.to_string(),
-            destination: destination.clone(),
-            source: Box::new(source),
-        })?;
-        metrics::counter!("wharf_bytes_out_total", "provider" => from.provider.to_string()).increment(copied.size);
-        self.record_download(from.id, destination, from.source).await?;
-        Ok(copied)
-    }
-
-    async fn record_download(&self, id: &str, destination: String, source: &str) -> Result<(), GatewayError> {
+    /// Adds a completed download to the history and its record's count.
+    async fn record_download(&self, served: Served<'_>, destination: String) -> Result<(), GatewayError> {
         let record = DownloadRecord {
-            object_id: id.to_string(),
+            object_id: served.record.id.clone(),
             principal: self.principal.name.clone(),
             destination,
-            source: source.into(),
+            source: served.source.into(),
+            provider: served.copy.provider.clone(),
+            bytes: served.bytes,
+            duration_ms: served.started.elapsed().as_millis() as u64,
             at: now(),
         };
         Ok(self.catalog.record_download(&record).await?)
@@ -402,43 +535,71 @@ impl Caller {
                 mime,
                 sha256: None,
                 derived: true,
-                stream: self.history_on_completion(&object, "derived", destination, stream),
+                stream: self.history_on_completion(&object, &object, "derived", destination, stream),
                 record: object,
             };
             return Ok(content);
         }
         let requested = self.resolve(id, None).await?;
-        let (object, source, body) = self.open_original(&requested, false).await?;
-        let digest = parse_hex(&object.sha256).expect("the catalog records hex SHA-256");
-        let range = range.unwrap_or((0, object.size));
-        let label = format!("{} from {}", requested.id, object.provider);
-        let stream = verified_stream(body, range, Some((object.size, digest)), label);
-        metrics::counter!("wharf_bytes_out_total", "provider" => object.provider.clone()).increment(range.1 - range.0);
-        Ok(StreamedContent {
-            size: object.size,
-            range,
-            mime: requested.mime.clone(),
-            sha256: Some(object.sha256.clone()),
-            derived: false,
-            stream: self.history_on_completion(&requested, source, destination, stream),
-            record: requested,
-        })
+        let whole = (0, requested.size);
+        let range = range.unwrap_or(whole);
+        let digest = parse_hex(&requested.sha256).filter(|_| requested.verified);
+        let mut failures = Vec::new();
+        for copy in self.original_copies(&requested, None).await? {
+            // A part of the file comes as a ranged read where the provider
+            // offers one: only the whole can be checked against the SHA-256,
+            // and reading all of a large file to serve its tail (a resumed
+            // download) would cost the whole file each time.
+            let ranged = range != whole && self.adapter(Some(&copy.provider))?.capabilities().ranged_download;
+            let byte_range = ranged.then_some(ByteRange { offset: range.0, length: Some(range.1 - range.0) });
+            let body = match self.open_copy(&copy, byte_range).await {
+                Ok(body) => body,
+                Err(CopyFailure::Destination(error)) => return Err(error),
+                Err(CopyFailure::Copy { kind, error }) => {
+                    self.note_failure("download", &copy.provider, kind).await;
+                    failures.push(format!("{}: {error}", copy.provider));
+                    continue;
+                }
+            };
+            let label = format!("{} from {}", requested.id, copy.provider);
+            let stream = match byte_range {
+                Some(_) => verified_stream(body, (0, range.1 - range.0), None, label),
+                None => verified_stream(body, range, digest.map(|d| (requested.size, d)), label),
+            };
+            let source = self.source_of(&copy, &requested);
+            metrics::counter!("wharf_downloads_total", "source" => source).increment(1);
+            metrics::counter!("wharf_bytes_out_total", "provider" => copy.provider.clone()).increment(range.1 - range.0);
+            return Ok(StreamedContent {
+                size: requested.size,
+                range,
+                mime: requested.mime.clone(),
+                sha256: digest.map(|_| requested.sha256.clone()),
+                derived: false,
+                stream: self.history_on_completion(&requested, &copy, source, destination, stream),
+                record: requested,
+            });
+        }
+        Err(GatewayError::NoCopyServed { id: requested.id, failures: failures.join("; ") })
     }
 
     /// Records the download in `record`'s history once the stream completes.
     fn history_on_completion(
         &self,
         record: &ObjectRecord,
+        copy: &ObjectRecord,
         source: &'static str,
         destination: &str,
         stream: ContentStream,
     ) -> ContentStream {
-        let (caller, id, destination) = (self.clone(), record.id.clone(), destination.to_string());
-        Box::pin(Metered::new(stream, move |end, _| {
+        let caller = self.clone();
+        let (record, copy, destination) = (record.clone(), copy.clone(), destination.to_string());
+        let started = Instant::now();
+        Box::pin(Metered::new(stream, move |end, sent| {
             if end == StreamEnd::Complete {
                 after_stream(async move {
-                    if let Err(e) = caller.record_download(&id, destination, source).await {
-                        tracing::warn!("could not record the download of {id}: {e}");
+                    let served = Served { record: &record, copy: &copy, source, bytes: sent, started };
+                    if let Err(e) = caller.record_download(served, destination).await {
+                        tracing::warn!("could not record the download of {}: {e}", record.id);
                     }
                 });
             }

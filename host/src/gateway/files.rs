@@ -1,7 +1,9 @@
 //! A principal's files: what Wharf and the provider know of them, listing,
 //! metadata, removal.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use super::{Caller, GatewayError};
 use crate::catalog::{CopyState, DownloadRecord, MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord};
@@ -54,10 +56,33 @@ impl From<ObjectInfo> for RemoteInfo {
     }
 }
 
-/// The longest name, description and tag list a record keeps.
+/// The longest name, description, tag list and key-value set a record keeps.
 const MAX_NAME_BYTES: usize = 255;
 const MAX_DESCRIPTION_BYTES: usize = 4096;
 const MAX_TAGS: usize = 64;
+const MAX_ATTRIBUTES: usize = 64;
+const MAX_ATTRIBUTE_BYTES: usize = 1024;
+
+/// Changes to a file's metadata, as the CLI, HTTP PATCH and MCP's
+/// `update_file` ask for them. What is left out stays as it is.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpdate {
+    /// A new name (no '/').
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Replaces every tag.
+    pub tags: Option<Vec<String>>,
+    /// Tags to add.
+    #[serde(default)]
+    pub add_tags: Vec<String>,
+    /// Tags to remove.
+    #[serde(default)]
+    pub remove_tags: Vec<String>,
+    /// Key-value pairs to set; a null value removes the key.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Option<String>>,
+}
 
 impl Caller {
     /// The record, its history, and what the provider says about it now.
@@ -130,26 +155,53 @@ impl Caller {
         }
     }
 
-    /// Changes a record's name, description or tags.
-    pub async fn update(&self, id: &str, update: MetadataUpdate) -> Result<ObjectRecord, GatewayError> {
+    /// Changes a record's name, description, tags or key-value pairs.
+    pub async fn update(&self, id: &str, edit: FileUpdate) -> Result<ObjectRecord, GatewayError> {
         let object = self.resolve(id, None).await?;
-        if let Some(name) = &update.name
+        let invalid = |message: String| Err(GatewayError::InvalidRequest(message));
+        if let Some(name) = &edit.name
             && (name.is_empty() || name.len() > MAX_NAME_BYTES || name.contains(['/', '\\', '\0']))
         {
-            return Err(GatewayError::InvalidRequest(format!(
-                "name {name:?} must be 1 to {MAX_NAME_BYTES} bytes without '/', '\\' or NUL"
-            )));
+            return invalid(format!("name {name:?} must be 1 to {MAX_NAME_BYTES} bytes without '/', '\\' or NUL"));
         }
-        if update.description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
-            return Err(GatewayError::InvalidRequest(format!(
-                "description is longer than {MAX_DESCRIPTION_BYTES} bytes"
-            )));
+        if edit.description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
+            return invalid(format!("description is longer than {MAX_DESCRIPTION_BYTES} bytes"));
         }
-        if let Some(tags) = &update.tags
-            && (tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.len() > 64))
+        let touches_tags = edit.tags.is_some() || !edit.add_tags.is_empty() || !edit.remove_tags.is_empty();
+        let tags = touches_tags.then(|| {
+            let mut tags = edit.tags.clone().unwrap_or_else(|| object.tags.clone());
+            for tag in &edit.add_tags {
+                if !tags.contains(tag) {
+                    tags.push(tag.clone());
+                }
+            }
+            tags.retain(|t| !edit.remove_tags.contains(t));
+            tags
+        });
+        if let Some(tags) = &tags
+            && (tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.len() > 64 || t.chars().any(char::is_control)))
         {
-            return Err(GatewayError::InvalidRequest(format!("tags: at most {MAX_TAGS}, each 1 to 64 bytes")));
+            return invalid(format!("tags: at most {MAX_TAGS}, each 1 to 64 bytes without control characters"));
         }
+        let attributes = (!edit.attributes.is_empty()).then(|| {
+            let mut attributes = object.attributes.clone();
+            for (key, value) in &edit.attributes {
+                match value {
+                    Some(value) => attributes.insert(key.clone(), value.clone()),
+                    None => attributes.remove(key),
+                };
+            }
+            attributes
+        });
+        if let Some(attributes) = &attributes
+            && (attributes.len() > MAX_ATTRIBUTES
+                || attributes.iter().any(|(k, v)| k.is_empty() || k.len() + v.len() > MAX_ATTRIBUTE_BYTES))
+        {
+            return invalid(format!(
+                "attributes: at most {MAX_ATTRIBUTES} keys, each non-empty and at most {MAX_ATTRIBUTE_BYTES} bytes with its value"
+            ));
+        }
+        let update = MetadataUpdate { name: edit.name, description: edit.description, tags, attributes };
         self.catalog.update_metadata(&object.id, &update).await?;
         self.catalog.object(&object.id).await?.ok_or_else(|| GatewayError::UnknownId(id.to_string()))
     }

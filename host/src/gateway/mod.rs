@@ -15,8 +15,8 @@ mod links;
 mod tokens;
 mod upload;
 
-pub use download::{ContentStream, Downloaded, InlineContent, StreamedContent};
-pub use files::{FileDetails, FileInfo, RemoteInfo};
+pub use download::{ContentStream, Downloaded, FailedCopy, InlineContent, StreamedContent};
+pub use files::{FileDetails, FileInfo, FileUpdate, RemoteInfo};
 pub use links::{LinkContent, LinkCreated, LinkRequest, LinkTarget, LinkTransfer, RangeRequest};
 pub use tokens::TokenCreated;
 pub use upload::{Source, UploadOptions, Uploaded};
@@ -32,7 +32,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::body::{BodyError, parse_hex, to_hex};
-use crate::catalog::{Catalog, CatalogError, ClaimOutcome, CopyState, ObjectRecord};
+use crate::catalog::{Catalog, CatalogError, ClaimOutcome, CopyState, Event, EventKind, ObjectRecord};
 use crate::config::Config;
 use crate::runtime::{Adapter, CallError, DownloadSupport, ErrorKind, ObjectRef, Runtime, WIT_VERSION};
 use crate::sandbox::{Sandbox, SandboxError, WriteError};
@@ -74,6 +74,8 @@ pub struct PluginInfo {
     pub resumable_upload: bool,
     pub persistent: bool,
     pub max_size: Option<u64>,
+    pub ranged_download: bool,
+    pub resolve: bool,
     pub allowed_hosts: Vec<String>,
 }
 
@@ -94,6 +96,8 @@ pub enum GatewayError {
     NotAtProvider { id: String, provider: String, held_by: String },
     #[error("{what}: provider {provider} does not offer this (its adapter declares it unsupported)")]
     Unsupported { what: String, provider: String },
+    #[error("{id}: no copy could serve it: {failures}")]
+    NoCopyServed { id: String, failures: String },
     #[error("{id}: {reason}, and the cache provider {cache} holds no copy of its bytes")]
     NoOriginal { id: String, reason: String, cache: String },
     #[error("{name} is {size} bytes; {limit} is {max} bytes")]
@@ -122,6 +126,22 @@ pub enum GatewayError {
     RateLimited { retry_after: Duration },
     #[error("no API token with id {0:?}; `wharf token ls` lists them")]
     UnknownToken(String),
+}
+
+impl GatewayError {
+    /// A stable label of what went wrong, for statistics: the provider's
+    /// error kind, or what Wharf refused.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::Call(e) => e.label(),
+            GatewayError::Sandbox(_) => "sandbox",
+            GatewayError::Catalog(_) => "catalog",
+            GatewayError::TooLarge { .. } => "too-large",
+            GatewayError::Write { .. } | GatewayError::Input { .. } | GatewayError::Read(_) => "io",
+            GatewayError::Corrupt { .. } => "corrupt",
+            _ => "other",
+        }
+    }
 }
 
 pub struct Gateway {
@@ -285,6 +305,8 @@ impl Gateway {
                     resumable_upload: caps.resumable_upload,
                     persistent: caps.persistent,
                     max_size: caps.max_size,
+                    ranged_download: caps.ranged_download,
+                    resolve: caps.resolve,
                     allowed_hosts: adapter.allowed_hosts(),
                 }
             })
@@ -377,5 +399,25 @@ impl Caller {
         let mut copies = self.catalog.copies(sha256).await?;
         copies.retain(|o| self.principal.can_see(&o.principal));
         Ok(copies)
+    }
+
+    /// Counts a failure for `wharf stats` (`operation: kind`). The failure
+    /// itself is reported to the caller; losing its count only logs.
+    async fn note_failure(&self, operation: &str, provider: &str, kind: &str) {
+        self.note_event(EventKind::Failure, provider, 0, format!("{operation}: {kind}")).await;
+    }
+
+    async fn note_event(&self, kind: EventKind, provider: &str, bytes: u64, detail: String) {
+        let event = Event {
+            at: now(),
+            principal: self.principal.name.clone(),
+            kind,
+            provider: provider.to_string(),
+            bytes,
+            detail,
+        };
+        if let Err(e) = self.catalog.record_event(&event).await {
+            tracing::warn!("could not count {} {}: {e}", kind.as_str(), event.detail);
+        }
     }
 }

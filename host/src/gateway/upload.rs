@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{Caller, GatewayError, new_id, now};
 use crate::body::{Body, Copied, FileRange, Progress, digest_of, to_hex};
-use crate::catalog::{Catalog, ClaimOutcome, CopyState, ObjectRecord};
+use crate::catalog::{Catalog, ClaimOutcome, CopyState, EventKind, ObjectRecord};
 use crate::runtime::{Adapter, DownloadSupport};
 
 /// How often an uploader waiting for another's claim looks for its record.
@@ -135,12 +135,18 @@ impl Caller {
         match self.hold_copy(adapter, &content, purpose).await {
             Ok(held) => {
                 metrics::counter!("wharf_uploads_total", "provider" => provider.clone()).increment(1);
-                if held.deduplicated {
-                    metrics::counter!("wharf_dedup_hits_total", "provider" => provider).increment(1);
-                }
+                let event = match held.deduplicated {
+                    true => {
+                        metrics::counter!("wharf_dedup_hits_total", "provider" => provider.clone()).increment(1);
+                        EventKind::Dedup
+                    }
+                    false => EventKind::Upload,
+                };
+                self.note_event(event, &provider, content.size, String::new()).await;
                 Ok(Uploaded::from_record(held.record, held.deduplicated, backup_id))
             }
             Err(e) => {
+                self.note_failure("upload", &provider, e.label()).await;
                 if let Some(Held { record, created: true, .. }) = backup {
                     // The backup record was made for this upload only: no orphan stays.
                     self.discard(&record).await;
@@ -322,6 +328,11 @@ impl Caller {
             state: CopyState::Present,
             description: String::new(),
             tags: Vec::new(),
+            attributes: Default::default(),
+            registered: false,
+            verified: true,
+            download_count: 0,
+            last_download_at: None,
         }
     }
 

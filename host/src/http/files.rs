@@ -13,8 +13,8 @@ use tokio_util::io::StreamReader;
 use super::auth::Authenticated;
 use super::content::{ContentHeaders, parse_range, respond};
 use super::{ApiError, ApiJson, ApiQuery};
-use crate::catalog::{MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord};
-use crate::gateway::{Caller, FileDetails, Source, UploadOptions, Uploaded};
+use crate::catalog::{ObjectPage, ObjectQuery, ObjectRecord};
+use crate::gateway::{Caller, FileDetails, FileUpdate, Source, UploadOptions, Uploaded};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,7 +150,14 @@ async fn upload_parts(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     provider: Option<String>,
+    /// Substring of the name.
     name: Option<String>,
+    /// Glob over the name.
+    glob: Option<String>,
+    mime: Option<String>,
+    tag: Option<String>,
+    /// Seconds since the epoch.
+    since: Option<i64>,
     after: Option<String>,
     limit: Option<usize>,
 }
@@ -168,6 +175,10 @@ pub async fn list(
             principal: None,
             provider: query.provider,
             name_contains: query.name,
+            name_glob: query.glob,
+            mime: query.mime,
+            tag: query.tag,
+            since: query.since,
             after: query.after,
             limit: Some(limit),
         })
@@ -221,20 +232,11 @@ pub async fn content(
     Ok(respond(headers, Some(content.stream)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateRequest {
-    name: Option<String>,
-    description: Option<String>,
-    tags: Option<Vec<String>>,
-}
-
 pub async fn update(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
-    ApiJson(request): ApiJson<UpdateRequest>,
+    ApiJson(update): ApiJson<FileUpdate>,
 ) -> Result<axum::Json<ObjectRecord>, ApiError> {
-    let update = MetadataUpdate { name: request.name, description: request.description, tags: request.tags };
     Ok(axum::Json(caller.update(&id, update).await?))
 }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::types::*;
 use super::{ProgressReport, WharfMcp, failure, input_schema, link_to, output_schema, resource_link, success};
-use crate::catalog::{LinkStats, MetadataUpdate, ObjectQuery};
+use crate::catalog::{LinkStats, ObjectQuery};
 use crate::gateway::{Caller, Downloaded, LinkRequest, LinkTarget, Source, UploadOptions};
 
 type ToolResult = Result<CallToolResult, ErrorData>;
@@ -302,6 +302,8 @@ impl WharfMcp {
         let query = ObjectQuery {
             provider: args.provider,
             name_contains: args.name,
+            tag: args.tag,
+            mime: args.mime,
             after: args.cursor,
             limit: Some(limit as usize),
             ..ObjectQuery::default()
@@ -349,7 +351,7 @@ impl WharfMcp {
     }
 
     #[tool(
-        description = "Change a file's name, description or tags (tags replace the old ones).",
+        description = "Change a file's name, description, tags (`tags` replaces them; `add_tags`/`remove_tags` edit them) or key-value attributes (a null value removes a key).",
         input_schema = input_schema::<UpdateFileArgs>(),
         output_schema = output_schema::<FileView>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
@@ -360,8 +362,8 @@ impl WharfMcp {
         context: RequestContext<RoleServer>,
     ) -> ToolResult {
         let caller = self.caller(&context)?;
-        let update = MetadataUpdate { name: args.name, description: args.description, tags: args.tags };
-        match caller.update(&args.file_id, update).await {
+        let id = args.file_id.clone();
+        match caller.update(&id, args.into()).await {
             Ok(record) => {
                 let link = resource_link(&record);
                 let summary = format!("updated {} ({})", record.name, record.id);

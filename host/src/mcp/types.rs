@@ -1,10 +1,12 @@
 //! What the tools take and give: plain JSON Schema types, one per tool.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{DownloadRecord, ObjectRecord};
-use crate::gateway::{Downloaded, LinkCreated, PluginInfo, RemoteInfo, Uploaded};
+use crate::gateway::{Downloaded, FileUpdate, LinkCreated, PluginInfo, RemoteInfo, Uploaded};
 
 /// The largest inline (base64) item `upload_files` takes, decoded.
 pub const INLINE_CONTENT_MAX_BYTES: usize = 8 << 20;
@@ -162,6 +164,10 @@ pub struct ListFilesArgs {
     pub provider: Option<String>,
     /// Only files whose name contains this (case-insensitive).
     pub name: Option<String>,
+    /// Only files with this tag.
+    pub tag: Option<String>,
+    /// Only files of this MIME type, or pattern such as `image/*`.
+    pub mime: Option<String>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
     /// At most this many (1 to 1000; default 100).
@@ -200,8 +206,30 @@ pub struct UpdateFileArgs {
     /// A new name (no '/').
     pub name: Option<String>,
     pub description: Option<String>,
-    /// Replaces the file's tags.
+    /// Replaces every tag.
     pub tags: Option<Vec<String>>,
+    /// Tags to add.
+    #[serde(default)]
+    pub add_tags: Vec<String>,
+    /// Tags to remove.
+    #[serde(default)]
+    pub remove_tags: Vec<String>,
+    /// Key-value pairs to set; a null value removes the key.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Option<String>>,
+}
+
+impl From<UpdateFileArgs> for FileUpdate {
+    fn from(args: UpdateFileArgs) -> Self {
+        FileUpdate {
+            name: args.name,
+            description: args.description,
+            tags: args.tags,
+            add_tags: args.add_tags,
+            remove_tags: args.remove_tags,
+            attributes: args.attributes,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

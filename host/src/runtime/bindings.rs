@@ -11,6 +11,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::exports::wharf::provider::adapter::{
-    Capabilities, ContentKind, DownloadResult, DownloadSupport, ObjectRef, Page, UploadRequest,
+    ByteRange, Capabilities, ContentKind, DownloadResult, DownloadSupport, ObjectRef, Page, UploadRequest,
 };
 pub use self::wharf::provider::types::{ErrorKind, ObjectInfo, ProviderError};

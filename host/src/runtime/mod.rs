@@ -22,7 +22,7 @@ use wasmtime::component::{Component, Linker, Resource};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-pub use bindings::{Capabilities, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Page, ProviderError};
+pub use bindings::{ByteRange, Capabilities, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Page, ProviderError};
 use bindings::{Provider, ProviderPre, UploadRequest};
 use limits::{CpuBudget, EPOCH_TICK, MemoryLimitExceeded, MemoryLimiter};
 use state::{CallState, GrantedDir, ProviderContext};
@@ -31,7 +31,7 @@ use crate::body::Body;
 use crate::config::{Limits, PluginSource, ProviderConfig, RetryPolicy};
 
 /// The contract version the host implements (the WIT package version).
-pub const WIT_VERSION: &str = "wharf:provider@0.1.0";
+pub const WIT_VERSION: &str = "wharf:provider@0.2.0";
 
 /// Where the granted storage directory appears in an adapter's WASI view.
 const STORAGE_MOUNT: &str = "/storage";
@@ -88,6 +88,18 @@ impl CallError {
         match self {
             CallError::Provider { error, .. } => Some(&error.kind),
             _ => None,
+        }
+    }
+
+    /// A stable label for statistics and metrics: the provider's error kind
+    /// (`not-found`, …), or what the host stopped (`timeout`, `cpu-limit`, …).
+    pub fn label(&self) -> &'static str {
+        match self {
+            CallError::Provider { error, .. } => error.kind.label(),
+            CallError::CpuLimit { .. } => "cpu-limit",
+            CallError::MemoryLimit { .. } => "memory-limit",
+            CallError::Timeout { .. } => "timeout",
+            CallError::Trap { .. } => "crash",
         }
     }
 }
@@ -331,6 +343,8 @@ fn placeholder_capabilities() -> Capabilities {
         resumable_upload: false,
         persistent: false,
         max_size: None,
+        ranged_download: false,
+        resolve: false,
     }
 }
 
@@ -510,19 +524,20 @@ impl Adapter {
         self.retrying("upload", || attempt(content.try_clone().expect("checked above"))).await
     }
 
-    /// Fetches an object: its bytes as a host body, and whether they are the
-    /// original or derived content.
+    /// Fetches an object, or the byte range of it given: its bytes as a host
+    /// body, and whether they are the original or derived content.
     pub async fn download(
         &self,
         target: &ObjectRef,
         derived: bool,
+        range: Option<ByteRange>,
     ) -> Result<(Body, ContentKind, Option<String>), CallError> {
         self.retrying("download", || {
             let target = target.clone();
             self.call("download", move |store, instance| {
                 Box::pin(async move {
                     let adapter = instance.wharf_provider_adapter();
-                    let result = adapter.call_download(&mut *store, &target, derived).await?;
+                    let result = adapter.call_download(&mut *store, &target, derived, range).await?;
                     Ok(match result {
                         Ok(download) => {
                             let body = take_body(store, download.content)?;
@@ -541,6 +556,18 @@ impl Adapter {
             let target = target.clone();
             self.call("stat", move |store, instance| {
                 Box::pin(async move { instance.wharf_provider_adapter().call_stat(store, &target).await })
+            })
+        })
+        .await
+    }
+
+    /// What the provider knows of an object named by a reference (a URL, an
+    /// `s3://` address, a key), recognised by the adapter.
+    pub async fn resolve(&self, reference: &str) -> Result<ObjectInfo, CallError> {
+        self.retrying("resolve", || {
+            let reference = reference.to_string();
+            self.call("resolve", move |store, instance| {
+                Box::pin(async move { instance.wharf_provider_adapter().call_resolve(store, &reference).await })
             })
         })
         .await

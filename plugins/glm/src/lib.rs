@@ -11,7 +11,7 @@ mod core;
 mod error;
 
 use wharf_adapter_sdk::{
-    Adapter, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
     UploadRequest, export_adapter,
 };
 
@@ -29,6 +29,8 @@ impl Adapter for Glm {
             resumable_upload: false,
             persistent: false,
             max_size: Some(core::MAX_SIZE),
+            ranged_download: false,
+            resolve: false,
         })
     }
 
@@ -36,8 +38,17 @@ impl Adapter for Glm {
         core::upload(req)
     }
 
-    fn download(target: ObjectRef, derived: bool) -> Result<DownloadResult, ProviderError> {
+    fn download(target: ObjectRef, derived: bool, range: Option<ByteRange>) -> Result<DownloadResult, ProviderError> {
+        if range.is_some_and(|r| !r.is_whole()) {
+            return Err(ProviderError::unsupported("GLM serves whole files only, not byte ranges"));
+        }
         core::download(&target, derived)
+    }
+
+    fn resolve(_reference: String) -> Result<ObjectInfo, ProviderError> {
+        Err(ProviderError::unsupported(
+            "GLM cannot give the original bytes of a file it did not get through Wharf, so its files cannot be registered",
+        ))
     }
 
     fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {

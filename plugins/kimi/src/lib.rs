@@ -8,7 +8,7 @@ mod core;
 mod error;
 
 use wharf_adapter_sdk::{
-    Adapter, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError, UploadRequest,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError, UploadRequest,
     export_adapter,
 };
 
@@ -27,6 +27,8 @@ impl Adapter for Kimi {
             // Kimi documents no expiry: files stay until deleted.
             persistent: true,
             max_size: Some(core::MAX_FILE_BYTES),
+            ranged_download: false,
+            resolve: false,
         })
     }
 
@@ -34,8 +36,17 @@ impl Adapter for Kimi {
         core::upload(req)
     }
 
-    fn download(target: ObjectRef, derived: bool) -> Result<DownloadResult, ProviderError> {
+    fn download(target: ObjectRef, derived: bool, range: Option<ByteRange>) -> Result<DownloadResult, ProviderError> {
+        if range.is_some_and(|r| !r.is_whole()) {
+            return Err(ProviderError::unsupported("Kimi serves whole files only, not byte ranges"));
+        }
         core::download(&target.remote_id, derived)
+    }
+
+    fn resolve(_reference: String) -> Result<ObjectInfo, ProviderError> {
+        Err(ProviderError::unsupported(
+            "Kimi cannot give the original bytes of a file it did not get through Wharf, so its files cannot be registered",
+        ))
     }
 
     fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {

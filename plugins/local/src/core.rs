@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::time::{SystemTime, UNIX_EPOCH};
 use wharf_adapter_sdk::{
-    ContentKind, DownloadResult, ObjectInfo, Page, ProviderError, UploadRequest, storage,
+    ByteRange, ContentKind, DownloadResult, ObjectInfo, Page, ProviderError, UploadRequest, range, storage,
 };
 
 use crate::config::CONFIG;
@@ -24,12 +24,14 @@ struct Meta {
     created_at: Option<u64>,
 }
 
+fn is_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The object's path relative to the granted directory. Remote ids are
 /// SHA-256 digests; anything else cannot name an object here.
 fn object_path(remote_id: &str) -> Result<String, ProviderError> {
-    let is_digest = remote_id.len() == 64
-        && remote_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !is_digest {
+    if !is_digest(remote_id) {
         return Err(ProviderError::new(
             wharf_adapter_sdk::ErrorKind::NotFound,
             format!("{remote_id:?} is not a local object id (a lowercase SHA-256)"),
@@ -95,15 +97,31 @@ pub fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
     })
 }
 
-pub fn download(remote_id: &str, derived: bool) -> Result<DownloadResult, ProviderError> {
+pub fn download(
+    remote_id: &str,
+    derived: bool,
+    range: Option<&ByteRange>,
+) -> Result<DownloadResult, ProviderError> {
     if derived {
         return Err(ProviderError::unsupported(
             "the local provider keeps the original bytes only; it has no derived content",
         ));
     }
     let object = object_path(remote_id)?;
-    let content = storage::open(&object)?;
+    let content = range::slice(storage::open(&object)?, range)?;
     Ok(DownloadResult { content, kind: ContentKind::Original, mime: read_meta(&object).mime })
+}
+
+/// A local reference is an object id: the content's SHA-256, optionally
+/// written `sha256:<hex>`. Anything else is not a form this provider knows.
+pub fn resolve(reference: &str) -> Result<ObjectInfo, ProviderError> {
+    let id = reference.strip_prefix("sha256:").unwrap_or(reference);
+    if !is_digest(id) {
+        return Err(ProviderError::invalid(format!(
+            "{reference:?} is not a local reference: the local provider names objects by their SHA-256 (64 lowercase hex digits)"
+        )));
+    }
+    stat(id)
 }
 
 pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {

@@ -11,7 +11,7 @@ mod core;
 mod error;
 
 use wharf_adapter_sdk::{
-    Adapter, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
     ProviderError, UploadRequest, export_adapter,
 };
 
@@ -29,6 +29,8 @@ impl Adapter for Local {
             resumable_upload: false,
             persistent: true,
             max_size: None,
+            ranged_download: true,
+            resolve: true,
         })
     }
 
@@ -36,8 +38,16 @@ impl Adapter for Local {
         core::upload(req)
     }
 
-    fn download(target: ObjectRef, derived: bool) -> Result<DownloadResult, ProviderError> {
-        core::download(&target.remote_id, derived)
+    fn download(
+        target: ObjectRef,
+        derived: bool,
+        range: Option<ByteRange>,
+    ) -> Result<DownloadResult, ProviderError> {
+        core::download(&target.remote_id, derived, range.as_ref())
+    }
+
+    fn resolve(reference: String) -> Result<ObjectInfo, ProviderError> {
+        core::resolve(&reference)
     }
 
     fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {

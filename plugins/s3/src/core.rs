@@ -12,13 +12,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use wharf_adapter_sdk::http::{self, Request, RequestBody, Response};
 use wharf_adapter_sdk::{
-    Body, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest,
-    log,
+    Body, ByteRange, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest,
+    log, range,
 };
 
 use crate::config::{CONFIG, Config, MAX_PART};
 use crate::error::{error_in_body, from_response};
 use crate::parse::{self, Element};
+use crate::reference;
 use crate::sigv4::{self, MAX_PRESIGN_SECS, Signer, UNSIGNED_PAYLOAD, canonical_query, uri_encode};
 
 /// S3 takes at most this many parts per object.
@@ -104,6 +105,17 @@ fn send(
     key: Option<&str>,
     query: &str,
 ) -> Result<Response, ProviderError> {
+    send_with(what, method, key, query, Vec::new())
+}
+
+/// `send` with extra headers (signed with the rest).
+fn send_with(
+    what: &str,
+    method: &str,
+    key: Option<&str>,
+    query: &str,
+    headers: Headers,
+) -> Result<Response, ProviderError> {
     let config = CONFIG.get()?;
     let signer = Signer::now(&config.region)?;
     let request = signed(
@@ -111,7 +123,7 @@ fn send(
         method,
         key,
         query,
-        Vec::new(),
+        headers,
         EMPTY_SHA256,
         RequestBody::Empty,
     )?;
@@ -418,7 +430,11 @@ fn abort(config: &Config, key: &str, upload_id: &str) {
     }
 }
 
-pub fn download(remote_id: &str, derived: bool) -> Result<DownloadResult, ProviderError> {
+pub fn download(
+    remote_id: &str,
+    derived: bool,
+    range: Option<&ByteRange>,
+) -> Result<DownloadResult, ProviderError> {
     if derived {
         return Err(ProviderError::unsupported(
             "S3 keeps the original bytes only; it has no derived content",
@@ -426,7 +442,9 @@ pub fn download(remote_id: &str, derived: bool) -> Result<DownloadResult, Provid
     }
     let key = key_of(remote_id)?;
     let what = format!("GetObject {}", CONFIG.get()?.describe(key));
-    let response = send(&what, "GET", Some(key), "")?;
+    let headers = range::request_header(range).into_iter().collect();
+    let response = send_with(&what, "GET", Some(key), "", headers)?;
+    range::check_response(&what, range, &response)?;
     let mime = response.header("content-type").map(str::to_string);
     Ok(DownloadResult {
         content: response.body,
@@ -435,27 +453,59 @@ pub fn download(remote_id: &str, derived: bool) -> Result<DownloadResult, Provid
     })
 }
 
+/// HeadObject, asking for the stored SHA-256 checksum too: an object that
+/// was uploaded with one (by Wharf, or by any client sending
+/// `x-amz-checksum-sha256` in one part) then gives its digest without a read.
 pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {
     let key = key_of(remote_id)?;
     let what = format!("HeadObject {}", CONFIG.get()?.describe(key));
-    let response = send(&what, "HEAD", Some(key), "")?;
+    let headers = vec![("x-amz-checksum-mode".to_string(), "ENABLED".to_string())];
+    let response = send_with(&what, "HEAD", Some(key), "", headers)?;
+    let sha256 = response
+        .header("x-amz-meta-sha256")
+        .filter(|v| is_sha256(v))
+        .map(str::to_string)
+        .or_else(|| full_object_sha256(&response));
     Ok(ObjectInfo {
         remote_id: key.to_string(),
         name: response
             .header("x-amz-meta-name")
-            .map(parse::percent_decode),
+            .map(parse::percent_decode)
+            .or_else(|| key.rsplit('/').next().map(str::to_string)),
         size: response
             .header("content-length")
             .and_then(|v| v.parse().ok()),
-        sha256: response
-            .header("x-amz-meta-sha256")
-            .filter(|v| is_sha256(v))
-            .map(str::to_string),
+        sha256,
         mime: response.header("content-type").map(str::to_string),
         purpose: None,
         created_at: response.header("last-modified").and_then(parse::http_date),
         expires_at: None,
     })
+}
+
+/// The object's SHA-256 from S3's own checksum, when it covers the whole
+/// object: a multipart upload's checksum is a digest of part digests
+/// (`…-N`, or `x-amz-checksum-type: COMPOSITE`), not the content's.
+fn full_object_sha256(response: &Response) -> Option<String> {
+    let checksum = response.header("x-amz-checksum-sha256")?;
+    let composite = checksum.contains('-')
+        || response
+            .header("x-amz-checksum-type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("COMPOSITE"));
+    if composite {
+        return None;
+    }
+    let digest = base64::engine::general_purpose::STANDARD
+        .decode(checksum.trim())
+        .ok()?;
+    (digest.len() == 32).then(|| digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A reference in one of the forms of `reference`, checked to exist.
+pub fn resolve(reference: &str) -> Result<ObjectInfo, ProviderError> {
+    let key = reference::key_of(CONFIG.get()?, reference)?;
+    key_of(&key)?;
+    stat(&key)
 }
 
 /// One page of ListObjectsV2 under the prefix. Keys under the prefix are

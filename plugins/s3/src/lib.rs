@@ -10,10 +10,11 @@ mod config;
 mod core;
 mod error;
 mod parse;
+mod reference;
 mod sigv4;
 
 use wharf_adapter_sdk::{
-    Adapter, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
     ProviderError, UploadRequest, export_adapter,
 };
 
@@ -38,6 +39,8 @@ impl Adapter for S3 {
             resumable_upload: false,
             persistent: true,
             max_size: Some(MAX_OBJECT_SIZE),
+            ranged_download: true,
+            resolve: true,
         })
     }
 
@@ -45,8 +48,16 @@ impl Adapter for S3 {
         core::upload(req)
     }
 
-    fn download(target: ObjectRef, derived: bool) -> Result<DownloadResult, ProviderError> {
-        core::download(&target.remote_id, derived)
+    fn download(
+        target: ObjectRef,
+        derived: bool,
+        range: Option<ByteRange>,
+    ) -> Result<DownloadResult, ProviderError> {
+        core::download(&target.remote_id, derived, range.as_ref())
+    }
+
+    fn resolve(reference: String) -> Result<ObjectInfo, ProviderError> {
+        core::resolve(&reference)
     }
 
     fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {

@@ -1,7 +1,7 @@
 //! Everything a Wharf provider adapter needs: the bindings of the
 //! `wharf:provider` world (see `wit/README.md`) and helpers for what every
 //! adapter repeats: reading its config, classifying HTTP failures, reading
-//! small response bodies.
+//! small response bodies, byte ranges.
 //!
 //! An adapter implements [`Adapter`] and registers it with
 //! `wharf_adapter_sdk::export_adapter!(MyAdapter);`.
@@ -16,11 +16,12 @@ wit_bindgen::generate!({
 
 pub mod config;
 pub mod errors;
+pub mod range;
 pub mod response;
 
 pub use exports::wharf::provider::adapter::{
-    Capabilities, ContentKind, DownloadResult, DownloadSupport, Guest as Adapter, ObjectRef, Page,
-    UploadRequest,
+    ByteRange, Capabilities, ContentKind, DownloadResult, DownloadSupport, Guest as Adapter,
+    ObjectRef, Page, UploadRequest,
 };
 pub use wharf::provider::types::{Body, ErrorKind, ObjectInfo, ProviderError};
 pub use wharf::provider::{http, log, secrets, storage};

@@ -12,12 +12,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_adapter_sdk::http::{self, Request, RequestBody, Response};
 use wharf_adapter_sdk::{
-    Body, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest,
-    log,
+    Body, ByteRange, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError,
+    UploadRequest, log, range,
 };
 
 use crate::config::{Auth, CONFIG, Config, ListVersion, is_key_char};
 use crate::error::{ApiError, from_response};
+use crate::reference;
 
 /// Every TUS chunk but the last is exactly this long (Supabase's docs and
 /// official clients; other sizes are not accepted).
@@ -389,7 +390,11 @@ fn resume(
 
 // ---- download, stat, delete, presign ----
 
-pub fn download(remote_id: &str, derived: bool) -> Result<DownloadResult, ProviderError> {
+pub fn download(
+    remote_id: &str,
+    derived: bool,
+    range: Option<&ByteRange>,
+) -> Result<DownloadResult, ProviderError> {
     if derived {
         return Err(ProviderError::unsupported(
             "Supabase Storage keeps the original bytes only; it has no derived content",
@@ -398,19 +403,28 @@ pub fn download(remote_id: &str, derived: bool) -> Result<DownloadResult, Provid
     let config = CONFIG.get()?;
     let key = key_of(remote_id)?;
     let what = format!("download of {}/{key}", config.bucket);
+    let mut headers = headers(config);
+    headers.extend(range::request_header(range));
     let response = call(
         "GET",
         object_url(config, "", key),
-        headers(config),
+        headers,
         RequestBody::Empty,
         &what,
     )?;
+    range::check_response(&format!("Supabase {what}"), range, &response)?;
     let mime = response.header("content-type").map(str::to_string);
     Ok(DownloadResult {
         content: response.body,
         kind: ContentKind::Original,
         mime,
     })
+}
+
+/// A reference in one of the forms of `reference`, checked to exist.
+pub fn resolve(reference: &str) -> Result<ObjectInfo, ProviderError> {
+    let key = reference::key_of(CONFIG.get()?, reference)?;
+    stat(key_of(&key)?)
 }
 
 /// `GET /object/info/…`. Field names follow the current server; older ones

@@ -34,9 +34,10 @@
 mod config;
 mod core;
 mod error;
+mod reference;
 
 use wharf_adapter_sdk::{
-    Adapter, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
     ProviderError, UploadRequest, export_adapter,
 };
 
@@ -56,6 +57,8 @@ impl Adapter for Supabase {
             // Set per project and per bucket (`file_size_limit`); the server
             // answers EntityTooLarge, reported as too-large.
             max_size: None,
+            ranged_download: true,
+            resolve: true,
         })
     }
 
@@ -63,8 +66,16 @@ impl Adapter for Supabase {
         core::upload(req)
     }
 
-    fn download(target: ObjectRef, derived: bool) -> Result<DownloadResult, ProviderError> {
-        core::download(&target.remote_id, derived)
+    fn download(
+        target: ObjectRef,
+        derived: bool,
+        range: Option<ByteRange>,
+    ) -> Result<DownloadResult, ProviderError> {
+        core::download(&target.remote_id, derived, range.as_ref())
+    }
+
+    fn resolve(reference: String) -> Result<ObjectInfo, ProviderError> {
+        core::resolve(&reference)
     }
 
     fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use wharf_adapter_sdk::http::{Request, RequestBody};
 use wharf_adapter_sdk::{
-    Adapter, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
     ProviderError, UploadRequest, config, export_adapter, http,
 };
 
@@ -69,13 +69,22 @@ impl Adapter for Hostile {
             resumable_upload: false,
             persistent: true,
             max_size: None,
+            ranged_download: true,
+            resolve: true,
         })
     }
     fn upload(_req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
         misbehave()
     }
-    fn download(_target: ObjectRef, _derived: bool) -> Result<DownloadResult, ProviderError> {
+    fn download(
+        _target: ObjectRef,
+        _derived: bool,
+        _range: Option<ByteRange>,
+    ) -> Result<DownloadResult, ProviderError> {
         misbehave().map(|_| unreachable!())
+    }
+    fn resolve(_reference: String) -> Result<ObjectInfo, ProviderError> {
+        misbehave()
     }
     fn stat(_target: ObjectRef) -> Result<ObjectInfo, ProviderError> {
         misbehave()
