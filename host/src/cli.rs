@@ -267,7 +267,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Rm { ids } => {
             for id in ids {
-                match caller.remove(&id).await {
+                match caller.remove(&id, false).await {
                     Ok(removed) => out.item(&removed, |o| format!("removed {} ({} at {})", o.id, o.name, o.provider)),
                     Err(e) => out.error(Some(&id), &e),
                 }

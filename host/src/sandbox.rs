@@ -210,7 +210,7 @@ fn describe(file_type: cap_std::fs::FileType) -> &'static str {
 }
 
 /// A file name that cannot climb or hide: the last component of `name`.
-fn safe_file_name(name: &str) -> String {
+pub(crate) fn safe_file_name(name: &str) -> String {
     Path::new(name)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

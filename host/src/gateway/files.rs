@@ -207,10 +207,15 @@ impl Caller {
     }
 
     /// Forgets the caller's record and deletes the copy at its provider,
-    /// unless another record (any principal's) still points to the same bytes.
-    pub async fn remove(&self, id: &str) -> Result<ObjectRecord, GatewayError> {
+    /// unless another record (any principal's) still points to the same
+    /// bytes. A registered object (one Wharf did not upload) stays at its
+    /// provider unless `delete_remote` says otherwise.
+    pub async fn remove(&self, id: &str, delete_remote: bool) -> Result<ObjectRecord, GatewayError> {
         let object = self.resolve(id, None).await?;
-        self.remove_record(&object).await?;
+        match object.registered && !delete_remote {
+            true => self.catalog.remove(&object.id).await?,
+            false => self.remove_record(&object).await?,
+        }
         Ok(object)
     }
 

@@ -12,12 +12,16 @@
 mod download;
 mod files;
 mod links;
+mod register;
+mod retention;
 mod tokens;
 mod upload;
 
 pub use download::{ContentStream, Downloaded, FailedCopy, InlineContent, StreamedContent};
 pub use files::{FileDetails, FileInfo, FileUpdate, RemoteInfo};
 pub use links::{LinkContent, LinkCreated, LinkRequest, LinkTarget, LinkTransfer, RangeRequest};
+pub use register::{DigestSource, Registered};
+pub use retention::{Evicted, GcReport};
 pub use tokens::TokenCreated;
 pub use upload::{Source, UploadOptions, Uploaded};
 
@@ -32,7 +36,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::body::{BodyError, parse_hex, to_hex};
-use crate::catalog::{Catalog, CatalogError, ClaimOutcome, CopyState, Event, EventKind, ObjectRecord};
+use crate::catalog::{Catalog, CatalogError, CopyState, Event, EventKind, ObjectRecord};
 use crate::config::Config;
 use crate::runtime::{Adapter, CallError, DownloadSupport, ErrorKind, ObjectRef, Runtime, WIT_VERSION};
 use crate::sandbox::{Sandbox, SandboxError, WriteError};
@@ -96,6 +100,10 @@ pub enum GatewayError {
     NotAtProvider { id: String, provider: String, held_by: String },
     #[error("{what}: provider {provider} does not offer this (its adapter declares it unsupported)")]
     Unsupported { what: String, provider: String },
+    #[error(
+        "{reference}: principal {principal} may not register it; allow it with a pattern in [principals.{principal}] references"
+    )]
+    ReferenceNotAllowed { reference: String, principal: String },
     #[error("{id}: no copy could serve it: {failures}")]
     NoCopyServed { id: String, failures: String },
     #[error("{id}: {reason}, and the cache provider {cache} holds no copy of its bytes")]
@@ -329,23 +337,6 @@ impl Gateway {
         err.into()
     }
 
-    /// Deletes expired download links, when this host holds the clean-up
-    /// lease: how many, or `None` when another host's turn it is.
-    ///
-    /// The lease outlasts the clean-up interval by half, so its holder keeps
-    /// it from one round to the next; when the holder dies, another host
-    /// takes it over within two intervals.
-    pub async fn clean_up(&self) -> Result<Option<u64>, GatewayError> {
-        let interval = self.config.server.cleanup_interval;
-        let lease = self.catalog.claim(CLEANUP_LEASE, &self.host_id, interval + interval / 2).await?;
-        if let ClaimOutcome::HeldBy(holder) = lease {
-            tracing::debug!("expired links are {holder}'s to clean up this round");
-            return Ok(None);
-        }
-        let removed = self.catalog.delete_expired_links(now()).await?;
-        metrics::counter!("wharf_link_expiries_total").increment(removed);
-        Ok(Some(removed))
-    }
 }
 
 impl Caller {

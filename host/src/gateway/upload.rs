@@ -95,7 +95,7 @@ struct Content {
     size: u64,
 }
 
-fn guess_mime(name: &str) -> String {
+pub(super) fn guess_mime(name: &str) -> String {
     mime_guess::from_path(name).first_or_octet_stream().essence_str().to_string()
 }
 

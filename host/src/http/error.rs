@@ -97,6 +97,7 @@ impl From<GatewayError> for ApiError {
             E::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             E::NoOriginal { .. } => StatusCode::GONE,
             E::NoCopyServed { .. } => StatusCode::BAD_GATEWAY,
+            E::ReferenceNotAllowed { .. } => StatusCode::FORBIDDEN,
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::Write { .. } | E::Read(_) | E::Input { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             E::NotOriginal { .. } | E::Corrupt { .. } => StatusCode::BAD_GATEWAY,

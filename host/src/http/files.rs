@@ -244,5 +244,5 @@ pub async fn remove(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ObjectRecord>, ApiError> {
-    Ok(axum::Json(caller.remove(&id).await?))
+    Ok(axum::Json(caller.remove(&id, false).await?))
 }

@@ -158,9 +158,9 @@ fn spawn_cleanup(gateway: Arc<Gateway>, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => return,
             }
             match gateway.clean_up().await {
-                Ok(None | Some(0)) => {}
-                Ok(Some(removed)) => tracing::info!("deleted {removed} expired download links"),
-                Err(e) => tracing::warn!("cleaning up expired links: {e}"),
+                Ok(Some(report)) if report.removed_anything() => tracing::info!("clean-up: {}", report.summary()),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("clean-up: {e}"),
             }
         }
     });

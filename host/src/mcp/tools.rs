@@ -334,7 +334,7 @@ impl WharfMcp {
         let caller = self.caller(&context)?;
         let mut files = Vec::with_capacity(args.file_ids.len());
         for file_id in args.file_ids {
-            let item = match caller.remove(&file_id).await {
+            let item = match caller.remove(&file_id, false).await {
                 Ok(_) => DeleteItem { file_id, deleted: true, error: None },
                 Err(e) => DeleteItem { file_id, deleted: false, error: Some(e.to_string()) },
             };
