@@ -164,7 +164,7 @@ impl Sandbox {
     /// Where a download goes: `path` if given (into it, named `name`, when it
     /// is a directory), else `name` in the working directory.
     pub fn destination(&self, path: Option<&Path>, name: &str) -> Result<Destination<'_>, SandboxError> {
-        let name = safe_file_name(name);
+        let name = crate::validation::names::sanitize(name);
         let requested = path.map_or_else(|| PathBuf::from(&name), Path::to_path_buf);
         let (root, mut relative) = self.locate(&requested)?;
         let is_dir = relative.as_os_str().is_empty() || root.dir.is_dir(&relative);
@@ -207,15 +207,6 @@ fn describe(file_type: cap_std::fs::FileType) -> &'static str {
         t if t.is_char_device() || t.is_block_device() => "a device",
         _ => "not a regular file",
     }
-}
-
-/// A file name that cannot climb or hide: the last component of `name`.
-fn safe_file_name(name: &str) -> String {
-    Path::new(name)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "download".to_string())
 }
 
 /// A temporary file that is removed unless it was renamed into place: on an
