@@ -248,7 +248,11 @@ pub async fn write_atomic(
         }
         None => dir.try_clone()?,
     };
-    let temp_name = format!(".{}.{:016x}.wharf-partial", file_name.to_string_lossy(), rand::random::<u64>());
+    // The temporary name must fit the file system's 255 bytes too (with its
+    // 32 of dot, random part and suffix): a prefix of the final name does.
+    let shown = file_name.to_string_lossy();
+    let shown = &shown[..shown.floor_char_boundary(crate::validation::names::MAX_NAME_BYTES - 32)];
+    let temp_name = format!(".{shown}.{:016x}.wharf-partial", rand::random::<u64>());
     let temp = parent.open_with(&temp_name, OpenOptions::new().write(true).create_new(true))?;
     let mut partial = Partial { dir: &parent, name: temp_name, kept: false };
     let copied = body.copy_to(temp.into_std(), label.to_string(), progress).await?;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{Caller, GatewayError};
 use crate::catalog::{CopyState, DownloadRecord, MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord};
 use crate::runtime::{ErrorKind, ObjectInfo};
+use crate::validation::names::{self, MAX_NAME_BYTES};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileInfo {
@@ -54,8 +55,7 @@ impl From<ObjectInfo> for RemoteInfo {
     }
 }
 
-/// The longest name, description and tag list a record keeps.
-const MAX_NAME_BYTES: usize = 255;
+/// The longest description and tag list a record keeps.
 const MAX_DESCRIPTION_BYTES: usize = 4096;
 const MAX_TAGS: usize = 64;
 
@@ -133,12 +133,14 @@ impl Caller {
     /// Changes a record's name, description or tags.
     pub async fn update(&self, id: &str, update: MetadataUpdate) -> Result<ObjectRecord, GatewayError> {
         let object = self.resolve(id, None).await?;
-        if let Some(name) = &update.name
-            && (name.is_empty() || name.len() > MAX_NAME_BYTES || name.contains(['/', '\\', '\0']))
-        {
-            return Err(GatewayError::InvalidRequest(format!(
-                "name {name:?} must be 1 to {MAX_NAME_BYTES} bytes without '/', '\\' or NUL"
-            )));
+        // A rename is explicit: an unsafe name is refused, not quietly changed.
+        if let Some(name) = &update.name {
+            let safe = names::sanitize(name);
+            if safe != *name {
+                return Err(GatewayError::InvalidRequest(format!(
+                    "name {name:?} is not a safe file name (at most {MAX_NAME_BYTES} bytes, NFC, without '/', '\\', '..', control or bidirectional characters, nor a Windows device name); {safe:?} would be"
+                )));
+            }
         }
         if update.description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
             return Err(GatewayError::InvalidRequest(format!(

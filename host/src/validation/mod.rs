@@ -107,20 +107,17 @@ impl Rules {
         }
     }
 
-    /// Whether the type must be known: an allowed list, or a strict name check.
-    fn judges_types(&self) -> bool {
-        self.allowed_types.is_some() || self.strict_types.as_ref().is_some_and(|s| s.value)
+    /// Whether no table sets any key.
+    pub fn is_empty(&self) -> bool {
+        self.max_size.is_none() && self.allowed_types.is_none() && self.strict_types.is_none()
     }
 
     /// Checks content against the size and type rules. `mime` is what the
-    /// sender declared or the name suggests; the answer is the type to record
-    /// (sniffed from the content when any type rule is set, else `mime`).
-    pub async fn check(&self, name: &str, size: u64, mime: &str, body: &Body) -> Result<String, Refusal> {
+    /// sender declared or the name suggests; the answer is the type sniffed
+    /// from the content, to record.
+    async fn check(&self, name: &str, size: u64, mime: &str, body: &Body) -> Result<String, Refusal> {
         if let Some(max) = self.max_size.as_ref().filter(|max| size > max.value) {
             return Err(Refusal::TooLarge { name: name.to_string(), size, max: max.value, table: max.table.clone() });
-        }
-        if !self.judges_types() {
-            return Ok(mime.to_string());
         }
         let head = sniff::head(body).await.map_err(|source| Refusal::Read { name: name.to_string(), source })?;
         let sniffed = sniff::sniff(&head, mime);
@@ -209,9 +206,10 @@ impl Validator {
         Self { scanner: scan.map(|s| (Clamd { address: s.clamd.clone(), timeout: s.timeout }, s.required)) }
     }
 
-    /// Checks an upload for `provider` and `purpose`: size, type, then the
-    /// malware scan, the costly one, last. Returns the MIME type to record.
-    /// Nothing is read when no rule applies.
+    /// Checks an upload against `rules`: size, type, then the malware scan,
+    /// the costly one, last. Returns the MIME type to record: sniffed from
+    /// the content, or `mime` as it is when no rule applies and no scanner is
+    /// set (then nothing is read).
     pub async fn check(
         &self,
         rules: &Rules,
@@ -220,6 +218,9 @@ impl Validator {
         mime: &str,
         body: &Body,
     ) -> Result<String, Refusal> {
+        if rules.is_empty() && self.scanner.is_none() {
+            return Ok(mime.to_string());
+        }
         let mime = rules.check(name, size, mime, body).await?;
         let Some((clamd, required)) = &self.scanner else {
             return Ok(mime);

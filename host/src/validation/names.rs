@@ -88,11 +88,7 @@ fn truncate(name: &str, max: usize) -> String {
         _ => "",
     };
     let stem = &name[..name.len() - extension.len()];
-    let mut end = max - extension.len();
-    while !stem.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{extension}", &stem[..end])
+    format!("{}{extension}", &stem[..stem.floor_char_boundary(max - extension.len())])
 }
 
 #[cfg(test)]
