@@ -263,8 +263,8 @@ struct Clamd {
 }
 
 const SUPERVISOR: &str = r#"
-dir=$1
-clamd -c "$dir/clamd.conf" >"$dir/clamd.out" 2>&1 &
+dir=$1; clamd=$2
+"$clamd" -c "$dir/clamd.conf" >"$dir/clamd.out" 2>&1 &
 read _closed
 kill "$!" 2>/dev/null
 wait
@@ -277,8 +277,11 @@ fn clamd() -> &'static Clamd {
 }
 
 fn start_clamd() -> Clamd {
-    let found = Command::new("clamd").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(found, "clamd is not installed: run scripts/test (it installs Debian's clamav-daemon)");
+    // Debian puts clamd in /usr/sbin, which a non-root PATH may lack.
+    let program = ["clamd", "/usr/sbin/clamd"]
+        .into_iter()
+        .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("clamd is not installed: run scripts/test (it installs Debian's clamav-daemon)");
     let dir = tempfile::Builder::new().prefix("wharf-clamd-").tempdir().unwrap().keep();
     std::fs::create_dir(dir.join("db")).unwrap();
     std::fs::write(dir.join("db/test.hdb"), EICAR_HDB).unwrap();
@@ -297,6 +300,7 @@ fn start_clamd() -> Clamd {
     let supervisor = Command::new("sh")
         .args(["-c", SUPERVISOR, "wharf-clamd-supervisor"])
         .arg(&dir)
+        .arg(program)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
