@@ -252,6 +252,9 @@ async fn an_unsafe_rename_is_refused() {
 
 // ---- malware scanning ----
 
+/// clamd's `StreamMaxLength` here: small, so that a test can pass it cheaply.
+const CLAMD_STREAM_MAX: usize = 1 << 20;
+
 /// One clamd for the test binary: listening on a Unix socket and on a
 /// loopback port, loaded with the EICAR signature only.
 struct Clamd {
@@ -291,7 +294,7 @@ fn start_clamd() -> Clamd {
     let user = if unsafe { libc::geteuid() } == 0 { "User root\n" } else { "" };
     let conf = format!(
         "DatabaseDirectory {db}\nLocalSocket {socket}\nTCPSocket {port}\nTCPAddr 127.0.0.1\nForeground true\n\
-         PidFile {dir}/clamd.pid\nLogFile {dir}/clamd.log\n{user}",
+         PidFile {dir}/clamd.pid\nLogFile {dir}/clamd.log\nStreamMaxLength {CLAMD_STREAM_MAX}\n{user}",
         db = dir.join("db").display(),
         socket = socket.display(),
         dir = dir.display(),
@@ -362,6 +365,20 @@ async fn an_infected_upload_is_refused_naming_the_signature() {
     assert_eq!(upload_bytes(&gateway, "notes.txt", b"harmless").await.unwrap().mime, "text/plain");
     let refused = refusal(upload_bytes(&gateway, "eicar.txt", &eicar()).await);
     assert!(refused.to_string().contains(EICAR_SIGNATURE), "{refused}");
+}
+
+#[tokio::test]
+async fn content_over_clamds_stream_limit_fails_closed_with_its_reason() {
+    let clamd = clamd();
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&scan_config(&clamd.socket.display().to_string(), "")).await;
+    let big = common::pattern(2 * CLAMD_STREAM_MAX);
+    let path = scratch.write("big.bin", &big);
+    let refused = refusal(gateway.upload(Source::Path(path), &UploadOptions::default()).await);
+    assert!(matches!(*refused, Refusal::ScanFailed { .. }), "{refused}");
+    // clamd's own answer, not a broken pipe.
+    assert!(refused.to_string().contains("size limit exceeded"), "{refused}");
+    assert_nothing_sent(&scratch, &gateway).await;
 }
 
 #[tokio::test]

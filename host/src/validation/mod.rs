@@ -95,15 +95,14 @@ impl Rules {
     }
 
     fn overlay(&mut self, set: &RuleSet, table: String) {
-        let at = |value| Set { value, table: table.clone() };
-        if let Some(max) = set.max_size {
-            self.max_size = Some(at(max));
+        if let Some(value) = set.max_size {
+            self.max_size = Some(Set { value, table: table.clone() });
         }
-        if let Some(types) = &set.allowed_types {
-            self.allowed_types = Some(Set { value: types.clone(), table: table.clone() });
+        if let Some(value) = &set.allowed_types {
+            self.allowed_types = Some(Set { value: value.clone(), table: table.clone() });
         }
-        if let Some(strict) = set.strict_types {
-            self.strict_types = Some(Set { value: strict, table: table.clone() });
+        if let Some(value) = set.strict_types {
+            self.strict_types = Some(Set { value, table });
         }
     }
 
