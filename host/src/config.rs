@@ -13,6 +13,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::validation::clamd::Address as ClamdAddress;
+use crate::validation::{RuleSet, TypePattern};
+
 /// The environment variable naming the config file when `--config` is absent.
 pub const CONFIG_ENV: &str = "WHARF_CONFIG";
 
@@ -45,6 +48,8 @@ pub struct Config {
     /// order. `None`: the cache provider first, then the file's own provider.
     pub resolution: Option<Vec<String>>,
     pub retention: RetentionConfig,
+    /// `[host.validation]`: rules for every upload, and the malware scan.
+    pub validation: HostValidation,
 }
 
 /// `[retention]`: what `wharf gc` (and `wharf serve` on its clean-up timer)
@@ -63,6 +68,30 @@ pub struct RetentionConfig {
     /// least recently downloaded copies go first, when another copy can
     /// still return the original bytes.
     pub cache_max_bytes: Option<u64>,
+}
+
+/// `[host.validation]`
+#[derive(Debug, Clone, Default)]
+pub struct HostValidation {
+    pub rules: RuleSet,
+    pub scan: Option<ScanConfig>,
+}
+
+/// `[host.validation] scan = "clamd"`: every upload is streamed to clamd first.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    pub clamd: ClamdAddress,
+    /// Refuse uploads when clamd cannot be reached (fail closed).
+    pub required: bool,
+    pub timeout: Duration,
+}
+
+/// `[providers.NAME.validation]`: rules for uploads to one provider, and for
+/// some of its purposes (`[providers.NAME.validation.purpose.PURPOSE]`).
+#[derive(Debug, Clone, Default)]
+pub struct ProviderValidation {
+    pub rules: RuleSet,
+    pub purposes: BTreeMap<String, RuleSet>,
 }
 
 /// The environment variable holding the PostgreSQL URL when `url_env` is absent.
@@ -182,6 +211,7 @@ pub struct ProviderConfig {
     pub storage: Option<StorageGrant>,
     pub limits: Limits,
     pub retry: RetryPolicy,
+    pub validation: ProviderValidation,
     /// The free-form `config` table, as JSON for the adapter's `init`.
     pub adapter_config_json: String,
 }
@@ -396,7 +426,50 @@ struct RawHost {
     limits: RawLimits,
     #[serde(default)]
     retry: RawRetry,
+    validation: Option<RawHostValidation>,
 }
+
+/// `[host.validation]`: the rule keys, and the scanner.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostValidation {
+    max_size: Option<Spanned<u64>>,
+    allowed_types: Option<Spanned<Vec<Spanned<String>>>>,
+    strict_types: Option<bool>,
+    scan: Option<ScanKind>,
+    clamd: Option<Spanned<String>>,
+    scan_required: Option<Spanned<bool>>,
+    scan_timeout_secs: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum ScanKind {
+    Clamd,
+}
+
+/// `[providers.NAME.validation]`: the rule keys, and per-purpose tables of them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProviderValidation {
+    max_size: Option<Spanned<u64>>,
+    allowed_types: Option<Spanned<Vec<Spanned<String>>>>,
+    strict_types: Option<bool>,
+    #[serde(default)]
+    purpose: BTreeMap<String, RawRules>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    max_size: Option<Spanned<u64>>,
+    allowed_types: Option<Spanned<Vec<Spanned<String>>>>,
+    strict_types: Option<bool>,
+}
+
+/// Debian's clamav-daemon socket.
+const DEFAULT_CLAMD: &str = "/run/clamav/clamd.ctl";
+const DEFAULT_SCAN_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "lowercase")]
@@ -427,6 +500,7 @@ struct RawProvider {
     limits: RawLimits,
     #[serde(default)]
     retry: RawRetry,
+    validation: Option<RawProviderValidation>,
     #[serde(default)]
     config: toml::Table,
 }
@@ -562,6 +636,24 @@ impl Config {
             });
             let adapter_config_json =
                 serde_json::to_string(&entry.config).expect("a TOML table is representable as JSON");
+            let validation = match &entry.validation {
+                Some(v) => {
+                    let table = format!("[providers.{name}.validation]");
+                    let mut purposes = BTreeMap::new();
+                    for (purpose, rules) in &v.purpose {
+                        let table = format!("[providers.{name}.validation.purpose.{purpose}]");
+                        purposes.insert(
+                            purpose.clone(),
+                            parse_rules(&table, &rules.max_size, &rules.allowed_types, rules.strict_types, &at)?,
+                        );
+                    }
+                    ProviderValidation {
+                        rules: parse_rules(&table, &v.max_size, &v.allowed_types, v.strict_types, &at)?,
+                        purposes,
+                    }
+                }
+                None => ProviderValidation::default(),
+            };
             providers.insert(
                 name.clone(),
                 ProviderConfig {
@@ -572,6 +664,7 @@ impl Config {
                     storage,
                     limits: entry.limits.over(host_limits),
                     retry: entry.retry.over(host_retry),
+                    validation,
                     adapter_config_json,
                 },
             );
@@ -650,6 +743,10 @@ impl Config {
         }
         let server = parse_server(&raw.server, &at)?;
         let catalog = parse_catalog(&raw.host, &data_dir, env, &at)?;
+        let validation = match &raw.host.validation {
+            Some(v) => parse_host_validation(v, &resolve, &at)?,
+            None => HostValidation::default(),
+        };
         let claim_ttl = match &raw.host.claim_ttl_secs {
             Some(secs) if *secs.get_ref() == 0 => {
                 return Err(at(
@@ -716,7 +813,97 @@ impl Config {
             claim_ttl,
             resolution,
             retention,
+            validation,
         })
+    }
+}
+
+/// The size and type keys of one validation table, named `table` in messages.
+fn parse_rules(
+    table: &str,
+    max_size: &Option<Spanned<u64>>,
+    allowed_types: &Option<Spanned<Vec<Spanned<String>>>>,
+    strict_types: Option<bool>,
+    at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<RuleSet, ConfigError> {
+    if let Some(max) = max_size.as_ref().filter(|max| *max.get_ref() == 0) {
+        return Err(at(
+            Some(max.span()),
+            format!("{table} max_size must be at least 1 (bytes); remove it to allow any size"),
+        ));
+    }
+    let allowed_types = match allowed_types {
+        Some(list) if list.get_ref().is_empty() => {
+            return Err(at(
+                Some(list.span()),
+                format!(
+                    "{table} allowed_types is empty, which would refuse every upload; list the types to accept, e.g. [\"application/pdf\", \"image/*\"], or remove the key"
+                ),
+            ));
+        }
+        Some(list) => Some(
+            list.get_ref()
+                .iter()
+                .map(|p| {
+                    TypePattern::parse(p.get_ref())
+                        .map_err(|m| at(Some(p.span()), format!("{table} allowed_types: {m}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
+    Ok(RuleSet { max_size: max_size.as_ref().map(|m| *m.get_ref()), allowed_types, strict_types })
+}
+
+fn parse_host_validation(
+    raw: &RawHostValidation,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<HostValidation, ConfigError> {
+    let table = "[host.validation]";
+    let rules = parse_rules(table, &raw.max_size, &raw.allowed_types, raw.strict_types, at)?;
+    if raw.scan.is_none() {
+        // Scanner settings without a scanner would silently scan nothing.
+        let stray = [
+            raw.clamd.as_ref().map(|c| ("clamd", c.span())),
+            raw.scan_required.as_ref().map(|r| ("scan_required", r.span())),
+            raw.scan_timeout_secs.as_ref().map(|t| ("scan_timeout_secs", t.span())),
+        ];
+        if let Some((key, span)) = stray.into_iter().flatten().next() {
+            return Err(at(
+                Some(span),
+                format!("{table} {key} is set but scan is not; add scan = \"clamd\" to scan uploads, or remove {key}"),
+            ));
+        }
+        return Ok(HostValidation { rules, scan: None });
+    }
+    let clamd = match &raw.clamd {
+        Some(address) => parse_clamd_address(address.get_ref(), resolve).map_err(|m| at(Some(address.span()), m))?,
+        None => ClamdAddress::Unix(PathBuf::from(DEFAULT_CLAMD)),
+    };
+    let timeout = match &raw.scan_timeout_secs {
+        Some(secs) if *secs.get_ref() == 0 => {
+            return Err(at(Some(secs.span()), format!("{table} scan_timeout_secs must be at least 1")));
+        }
+        Some(secs) => Duration::from_secs(*secs.get_ref()),
+        None => DEFAULT_SCAN_TIMEOUT,
+    };
+    let required = raw.scan_required.as_ref().is_none_or(|r| *r.get_ref());
+    Ok(HostValidation { rules, scan: Some(ScanConfig { clamd, required, timeout }) })
+}
+
+/// A Unix socket path (absolute, or relative to the config file) or HOST:PORT.
+fn parse_clamd_address(value: &str, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<ClamdAddress, String> {
+    if value.contains('/') {
+        return Ok(ClamdAddress::Unix(resolve(Path::new(value))));
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(ClamdAddress::Tcp(value.to_string()))
+        }
+        _ => Err(format!(
+            "[host.validation] clamd = {value:?} is neither a socket path nor HOST:PORT; write e.g. \"/run/clamav/clamd.ctl\" or \"127.0.0.1:3310\""
+        )),
     }
 }
 
@@ -1025,6 +1212,82 @@ mod tests {
             assert!(matches!(config.catalog, CatalogConfig::Postgres(_)), "{file}");
             assert_eq!((config.default_provider.as_str(), config.cache_provider.as_str()), ("s3", "s3"), "{file}");
             assert_eq!(config.server.auth, AuthMode::Token, "{file}");
+        }
+    }
+
+    #[test]
+    fn validation_tables_are_read() {
+        let text = r#"[host.validation]
+max_size = 1000
+allowed_types = ["image/*", "Application/PDF"]
+scan = "clamd"
+clamd = "127.0.0.1:3310"
+scan_required = false
+[providers.local]
+plugin = "local"
+[providers.local.validation]
+strict_types = true
+[providers.local.validation.purpose.file-extract]
+max_size = 10
+allowed_types = ["application/pdf"]
+"#;
+        let config = parse(text).unwrap();
+        let host = &config.validation;
+        assert_eq!(host.rules.max_size, Some(1000));
+        let types: Vec<_> = host.rules.allowed_types.iter().flatten().map(ToString::to_string).collect();
+        assert_eq!(types, ["image/*", "application/pdf"]);
+        let scan = host.scan.as_ref().unwrap();
+        assert_eq!(scan.clamd, ClamdAddress::Tcp("127.0.0.1:3310".into()));
+        assert!(!scan.required);
+        let local = &config.providers["local"].validation;
+        assert_eq!(local.rules, RuleSet { strict_types: Some(true), ..RuleSet::default() });
+        assert_eq!(local.purposes["file-extract"].max_size, Some(10));
+
+        // The defaults: Debian's socket, fail closed.
+        let config = parse("[host.validation]\nscan = \"clamd\"\n[providers.local]\nplugin = \"local\"\n").unwrap();
+        let scan = config.validation.scan.unwrap();
+        assert_eq!(scan.clamd, ClamdAddress::Unix(DEFAULT_CLAMD.into()));
+        assert!(scan.required);
+        // A relative socket path is relative to the config file.
+        let text =
+            "[host.validation]\nscan = \"clamd\"\nclamd = \"run/clamd.sock\"\n[providers.local]\nplugin = \"local\"\n";
+        let config = Config::parse(Path::new("/etc/wharf/providers.toml"), text).unwrap();
+        assert_eq!(config.validation.scan.unwrap().clamd, ClamdAddress::Unix("/etc/wharf/run/clamd.sock".into()));
+    }
+
+    #[test]
+    fn validation_mistakes_name_their_line_and_fix() {
+        let cases = [
+            (
+                "[host.validation]\nallowed_types = [\"image/png\", \"pdf\"]\n",
+                "2:31",
+                "\"pdf\" is not a MIME type pattern",
+            ),
+            ("[host.validation]\nallowed_types = []\n", "2:17", "refuse every upload"),
+            ("[host.validation]\nmax_size = 0\n", "2:12", "max_size must be at least 1"),
+            ("[host.validation]\nclamd = \"127.0.0.1:3310\"\n", "2:9", "add scan = \"clamd\""),
+            ("[host.validation]\nscan = \"clamd\"\nclamd = \"localhost\"\n", "3:9", "HOST:PORT"),
+            ("[host.validation]\nscan = \"clamav\"\n", "2:8", "clamd"),
+            (
+                "[providers.local]\nplugin = \"local\"\n[providers.local.validation]\nscan = \"clamd\"\n",
+                "4:1",
+                "unknown field `scan`",
+            ),
+            (
+                "[providers.local]\nplugin = \"local\"\n[providers.local.validation.purpose.x]\nallowed_types = [\"*/pdf\"]\n",
+                "4:18",
+                "[providers.local.validation.purpose.x] allowed_types",
+            ),
+        ];
+        for (text, at, says) in cases {
+            let text = if text.contains("[providers.local]") {
+                text.to_string()
+            } else {
+                format!("{text}[providers.local]\nplugin = \"local\"\n")
+            };
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.location, format!("providers.toml:{at}"), "{text}: {err}");
+            assert!(err.message.contains(says), "{text}: {err}");
         }
     }
 

@@ -12,3 +12,4 @@ pub mod http;
 pub mod mcp;
 pub mod runtime;
 pub mod sandbox;
+pub mod validation;

@@ -164,7 +164,7 @@ impl Sandbox {
     /// Where a download goes: `path` if given (into it, named `name`, when it
     /// is a directory), else `name` in the working directory.
     pub fn destination(&self, path: Option<&Path>, name: &str) -> Result<Destination<'_>, SandboxError> {
-        let name = safe_file_name(name);
+        let name = crate::validation::names::sanitize(name);
         let requested = path.map_or_else(|| PathBuf::from(&name), Path::to_path_buf);
         let (root, mut relative) = self.locate(&requested)?;
         let is_dir = relative.as_os_str().is_empty() || root.dir.is_dir(&relative);
@@ -209,15 +209,6 @@ fn describe(file_type: cap_std::fs::FileType) -> &'static str {
     }
 }
 
-/// A file name that cannot climb or hide: the last component of `name`.
-pub(crate) fn safe_file_name(name: &str) -> String {
-    Path::new(name)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "download".to_string())
-}
-
 /// A temporary file that is removed unless it was renamed into place: on an
 /// error, and also when the write is abandoned (a cancelled request drops the
 /// future mid-copy).
@@ -257,7 +248,11 @@ pub async fn write_atomic(
         }
         None => dir.try_clone()?,
     };
-    let temp_name = format!(".{}.{:016x}.wharf-partial", file_name.to_string_lossy(), rand::random::<u64>());
+    // The temporary name must fit the file system's 255 bytes too (with its
+    // 32 of dot, random part and suffix): a prefix of the final name does.
+    let shown = file_name.to_string_lossy();
+    let shown = &shown[..shown.floor_char_boundary(crate::validation::names::MAX_NAME_BYTES - 32)];
+    let temp_name = format!(".{shown}.{:016x}.wharf-partial", rand::random::<u64>());
     let temp = parent.open_with(&temp_name, OpenOptions::new().write(true).create_new(true))?;
     let mut partial = Partial { dir: &parent, name: temp_name, kept: false };
     let copied = body.copy_to(temp.into_std(), label.to_string(), progress).await?;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Caller, GatewayError};
 use crate::catalog::{CopyState, DownloadRecord, MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord};
 use crate::runtime::{ErrorKind, ObjectInfo};
+use crate::validation::names::{self, MAX_NAME_BYTES};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileInfo {
@@ -56,8 +57,7 @@ impl From<ObjectInfo> for RemoteInfo {
     }
 }
 
-/// The longest name, description, tag list and key-value set a record keeps.
-const MAX_NAME_BYTES: usize = 255;
+/// The longest description, tag list and key-value set a record keeps.
 const MAX_DESCRIPTION_BYTES: usize = 4096;
 const MAX_TAGS: usize = 64;
 const MAX_ATTRIBUTES: usize = 64;
@@ -159,10 +159,14 @@ impl Caller {
     pub async fn update(&self, id: &str, edit: FileUpdate) -> Result<ObjectRecord, GatewayError> {
         let object = self.resolve(id, None).await?;
         let invalid = |message: String| Err(GatewayError::InvalidRequest(message));
-        if let Some(name) = &edit.name
-            && (name.is_empty() || name.len() > MAX_NAME_BYTES || name.contains(['/', '\\', '\0']))
-        {
-            return invalid(format!("name {name:?} must be 1 to {MAX_NAME_BYTES} bytes without '/', '\\' or NUL"));
+        // A rename is explicit: an unsafe name is refused, not quietly changed.
+        if let Some(name) = &edit.name {
+            let safe = names::sanitize(name);
+            if safe != *name {
+                return invalid(format!(
+                    "name {name:?} is not a safe file name (at most {MAX_NAME_BYTES} bytes, NFC, without '/', '\\', '..', control or bidirectional characters, nor a Windows device name); {safe:?} would be"
+                ));
+            }
         }
         if edit.description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
             return invalid(format!("description is longer than {MAX_DESCRIPTION_BYTES} bytes"));

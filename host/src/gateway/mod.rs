@@ -40,6 +40,7 @@ use crate::catalog::{Catalog, CatalogError, CopyState, Event, EventKind, ObjectR
 use crate::config::Config;
 use crate::runtime::{Adapter, CallError, DownloadSupport, ErrorKind, ObjectRef, Runtime, WIT_VERSION};
 use crate::sandbox::{Sandbox, SandboxError, WriteError};
+use crate::validation::{Refusal, Validator};
 
 /// Who a request acts for. Records, links and history belong to one principal;
 /// an admin sees every principal's.
@@ -134,6 +135,10 @@ pub enum GatewayError {
     RateLimited { retry_after: Duration },
     #[error("no API token with id {0:?}; `wharf token ls` lists them")]
     UnknownToken(String),
+    /// An upload that `[host.validation]` or a provider's validation refused;
+    /// nothing was sent.
+    #[error("upload refused: {0}")]
+    Refused(#[from] Box<Refusal>),
 }
 
 impl GatewayError {
@@ -147,6 +152,7 @@ impl GatewayError {
             GatewayError::TooLarge { .. } => "too-large",
             GatewayError::Write { .. } | GatewayError::Input { .. } | GatewayError::Read(_) => "io",
             GatewayError::Corrupt { .. } => "corrupt",
+            GatewayError::Refused(_) => "refused",
             _ => "other",
         }
     }
@@ -164,6 +170,7 @@ pub struct Gateway {
     /// host name, process id and a random part (a restarted process may reuse a pid).
     host_id: String,
     link_limiter: governor::DefaultKeyedRateLimiter<String>,
+    validator: Validator,
     // Declared last: adapters must drop before the engine's epoch thread stops.
     _runtime: Runtime,
 }
@@ -251,6 +258,7 @@ impl Gateway {
         }
         let rate = NonZeroU32::new(config.server.links.rate_per_minute).unwrap_or(NonZeroU32::MIN);
         let link_limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(rate));
+        let validator = Validator::new(config.validation.scan.as_ref());
         Ok(Arc::new(Self {
             config,
             adapters,
@@ -260,6 +268,7 @@ impl Gateway {
             spool_dir,
             host_id: new_host_id(),
             link_limiter,
+            validator,
             _runtime: runtime,
         }))
     }

@@ -16,7 +16,7 @@ use super::{Caller, GatewayError, new_id, now};
 use crate::body::to_hex;
 use crate::catalog::{CopyState, ObjectRecord};
 use crate::runtime::{Adapter, DownloadSupport, ErrorKind, ObjectInfo};
-use crate::sandbox::safe_file_name;
+use crate::validation::names::sanitize;
 
 /// Where a registered file's SHA-256 came from.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, schemars::JsonSchema)]
@@ -71,7 +71,7 @@ impl Caller {
             (None, false) => (String::new(), info.size, DigestSource::None),
         };
         let id = new_id();
-        let name = safe_file_name(info.name.as_deref().unwrap_or_else(|| last_segment(&info.remote_id)));
+        let name = sanitize(info.name.as_deref().unwrap_or_else(|| last_segment(&info.remote_id)));
         let record = ObjectRecord {
             sha256: match digest_source {
                 DigestSource::None => ObjectRecord::unhashed(&id),

@@ -25,6 +25,7 @@ use super::{Caller, GatewayError, new_id, now};
 use crate::body::{Body, Copied, FileRange, Progress, digest_of, to_hex};
 use crate::catalog::{Catalog, ClaimOutcome, CopyState, EventKind, ObjectRecord};
 use crate::runtime::{Adapter, DownloadSupport};
+use crate::validation::{Rules, names};
 
 /// How often an uploader waiting for another's claim looks for its record.
 const CLAIM_POLL: Duration = Duration::from_millis(75);
@@ -114,7 +115,16 @@ impl Caller {
     pub async fn upload(&self, source: Source<'_>, options: &UploadOptions) -> Result<Uploaded, GatewayError> {
         let adapter = self.adapter(options.provider.as_deref())?;
         let provider = adapter.name().to_string();
-        let content = self.prepare(source, options).await?;
+        let purpose = options.purpose.as_deref();
+        let mut content = self.prepare(source, options).await?;
+        // Before anything is sent, backups included; also before a dedup hit
+        // is answered, since the rules may have changed since those bytes were sent.
+        let rules = Rules::resolve(&self.config, &provider, purpose);
+        content.mime = self
+            .validator
+            .check(&rules, &content.name, content.size, &content.mime, &content.body)
+            .await
+            .map_err(Box::new)?;
         if let Some(max) = adapter.capabilities().max_size.filter(|max| content.size > *max) {
             return Err(GatewayError::TooLarge {
                 name: content.name,
@@ -126,7 +136,6 @@ impl Caller {
         if let Some(progress) = &options.progress {
             progress.add_total(content.size);
         }
-        let purpose = options.purpose.as_deref();
         let backup = match self.needs_backup(adapter) {
             true => Some(self.hold_copy(self.adapter(Some(&self.config.cache_provider))?, &content, None).await?),
             false => None,
@@ -186,7 +195,7 @@ impl Caller {
                 (Body::Bytes(content), name, mime, copied)
             }
         };
-        let name = options.name.clone().unwrap_or(own_name);
+        let name = names::sanitize(options.name.as_deref().unwrap_or(&own_name));
         let mime = mime.unwrap_or_else(|| guess_mime(&name));
         Ok(Content { body, name, mime, sha256: to_hex(&copied.sha256), size: copied.size })
     }

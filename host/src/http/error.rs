@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::gateway::GatewayError;
 use crate::runtime::{CallError, ErrorKind};
 use crate::sandbox::SandboxError;
+use crate::validation::Refusal;
 
 /// A failed request, as the client will see it.
 #[derive(Debug)]
@@ -105,6 +106,15 @@ impl From<GatewayError> for ApiError {
             E::LinkUnavailable(_) => StatusCode::GONE,
             E::Changed { .. } => StatusCode::CONFLICT,
             E::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            E::Refused(refusal) => match **refusal {
+                Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                Refusal::TypeNotAllowed { .. } | Refusal::NameContradicts { .. } | Refusal::Infected { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                // The content may be fine: the scanner is what failed.
+                Refusal::ScanFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                Refusal::Read { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         };
         let retry_after = match &error {
             E::RateLimited { retry_after } => Some(*retry_after),
