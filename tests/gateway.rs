@@ -4,7 +4,7 @@ mod common;
 
 use common::{Scratch, pattern, sha256_hex};
 use wharf::catalog::CopyState;
-use wharf::gateway::{GatewayError, Principal, Source, UploadOptions};
+use wharf::gateway::{GatewayError, GcReport, Principal, Source, UploadOptions};
 use wharf::sandbox::{SandboxError, WriteError};
 
 #[tokio::test]
@@ -140,7 +140,7 @@ async fn remove_deletes_the_object_and_the_record() {
     let up =
         gateway.upload(Source::Path(scratch.write("gone.txt", b"soon gone")), &UploadOptions::default()).await.unwrap();
     assert_eq!(gateway.list_remote(None).await.unwrap().len(), 1);
-    let removed = gateway.remove(&up.id).await.unwrap();
+    let removed = gateway.remove(&up.id, false).await.unwrap();
     assert_eq!(removed.state, CopyState::Present);
     assert!(common::records(&gateway, None).await.is_empty());
     assert!(gateway.list_remote(None).await.unwrap().is_empty());
@@ -206,18 +206,18 @@ async fn principals_share_bytes_but_not_records() {
     for err in [
         bob.info(&theirs.id).await.unwrap_err(),
         bob.download(&theirs.id, Some(&scratch.work().join("x")), None).await.unwrap_err(),
-        bob.remove(&theirs.id).await.unwrap_err(),
+        bob.remove(&theirs.id, false).await.unwrap_err(),
     ] {
         assert!(matches!(err, GatewayError::UnknownId(_)), "{err}");
     }
     assert_eq!(common::records(&bob, None).await.len(), 1, "bob lists his own record only");
 
     // Deleting one record keeps the bytes the other still points to.
-    alice.remove(&theirs.id).await.unwrap();
+    alice.remove(&theirs.id, false).await.unwrap();
     let dest = scratch.work().join("bob.bin");
     bob.download(&mine.id, Some(&dest), None).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), content);
-    bob.remove(&mine.id).await.unwrap();
+    bob.remove(&mine.id, false).await.unwrap();
     assert_eq!(stored(), 0, "the last record's removal deletes the bytes");
 
     // An admin sees every principal's records.
@@ -262,9 +262,10 @@ async fn clean_up_runs_where_the_lease_is() {
     let scratch = Scratch::new();
     let first = scratch.open_gateway("").await;
     let second = scratch.open_gateway("").await;
-    assert_eq!(first.clean_up().await.unwrap(), Some(0));
+    let nothing = |report: Option<GcReport>| report.map(|r| r.removed_anything());
+    assert_eq!(nothing(first.clean_up().await.unwrap()), Some(false));
     assert_eq!(second.clean_up().await.unwrap(), None, "the first process holds the lease");
-    assert_eq!(first.clean_up().await.unwrap(), Some(0), "and keeps it");
+    assert_eq!(nothing(first.clean_up().await.unwrap()), Some(false), "and keeps it");
 }
 
 /// A FIFO without a writer, or a socket, named as an upload source is refused

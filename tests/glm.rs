@@ -101,7 +101,7 @@ async fn upload_stat_and_delete_go_through_the_files_api() {
     assert!(lists.iter().any(|s| s.query.contains_key("after")), "stat paged with after: {lists:?}");
     assert!(fake.seen().iter().all(|s| s.path == "/files" || s.method != "GET"), "no GET by id: GLM has none");
 
-    gateway.remove(&up.id).await.unwrap();
+    gateway.remove(&up.id, false).await.unwrap();
     assert!(fake.file(&up.remote_id).is_none());
     assert_eq!(fake.requests("DELETE", &format!("/files/{}", up.remote_id)).len(), 1);
     assert!(common::records(&gateway, Some("glm")).await.is_empty());

@@ -127,7 +127,7 @@ async fn upload_stat_list_content_and_delete() {
     assert_eq!(derived.path, scratch.work().join("report.pdf.derived.txt"));
     assert_eq!(std::fs::read_to_string(&derived.path).unwrap(), "Quarterly report\n季度报告: revenue \"up\" 12%");
 
-    gateway.remove(&up.id).await.unwrap();
+    gateway.remove(&up.id, false).await.unwrap();
     assert_eq!(fake.requests_to(Method::DELETE, &format!("/v1/files/{}", up.remote_id)).len(), 1);
     assert!(fake.files().is_empty(), "the file is gone at Kimi");
     assert!(common::records(&gateway, Some("kimi")).await.is_empty(), "and from Wharf's records");

@@ -121,7 +121,7 @@ async fn round_trip_keeps_bytes_name_and_digest() {
     gateway.download(&empty.id, Some(&dest), None).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), b"");
 
-    gateway.remove(&up.id).await.unwrap();
+    gateway.remove(&up.id, false).await.unwrap();
     let err = direct(&scratch, "s3").await.adapter.stat(&object(&up.remote_id)).await.unwrap_err();
     assert!(matches!(err.kind(), Some(ErrorKind::NotFound)), "{err}");
 }

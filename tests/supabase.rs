@@ -187,7 +187,7 @@ async fn round_trip_stat_and_remove() {
     assert!(created.abs_diff(now()) < 120, "created_at {created} is about now");
 
     fake.clear_requests();
-    gateway.remove(&up.id).await.unwrap();
+    gateway.remove(&up.id, false).await.unwrap();
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].method, "DELETE");

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{Scratch, records};
 use reqwest::StatusCode;
-use wharf::catalog::MetadataUpdate;
+use wharf::gateway::FileUpdate;
 use wharf::gateway::{Caller, GatewayError, Source, UploadOptions};
 use wharf::sandbox::Sandbox;
 use wharf::validation::Refusal;
@@ -239,14 +239,14 @@ async fn an_unsafe_rename_is_refused() {
     let gateway = scratch.gateway("").await;
     let up = upload_bytes(&gateway, "a.txt", b"a").await.unwrap();
     for bad in ["../b.txt", "b\u{202E}.txt", "NUL.txt", "", "b\0.txt"] {
-        let update = MetadataUpdate { name: Some(bad.into()), ..MetadataUpdate::default() };
+        let update = FileUpdate { name: Some(bad.into()), ..FileUpdate::default() };
         let err = gateway.update(&up.id, update).await.unwrap_err();
         assert!(
             matches!(&err, GatewayError::InvalidRequest(m) if m.contains("not a safe file name")),
             "{bad:?}: {err}"
         );
     }
-    let update = MetadataUpdate { name: Some("b.txt".into()), ..MetadataUpdate::default() };
+    let update = FileUpdate { name: Some("b.txt".into()), ..FileUpdate::default() };
     assert_eq!(gateway.update(&up.id, update).await.unwrap().name, "b.txt");
 }
 
