@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Caller, GatewayError};
-use crate::catalog::{CopyState, DownloadRecord, MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord};
+use crate::catalog::{CopyState, DownloadRecord, MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord, Stats};
 use crate::runtime::{ErrorKind, ObjectInfo};
 use crate::validation::names::{self, MAX_NAME_BYTES};
 
@@ -246,5 +246,14 @@ impl Caller {
         }
         self.catalog.remove(&object.id).await?;
         Ok(())
+    }
+}
+
+impl Caller {
+    /// The figures of `wharf stats`: the caller's files per provider (every
+    /// principal's, for an admin), and activity since `since` (seconds since
+    /// the epoch; all of it when `None`).
+    pub async fn stats(&self, since: Option<i64>) -> Result<Stats, GatewayError> {
+        Ok(self.catalog.stats(self.principal.scope().as_deref(), since.unwrap_or(0)).await?)
     }
 }
