@@ -86,6 +86,8 @@ suite_checks!(
     create_download_link,
     upload_link,
     download_stats,
+    register_file,
+    file_stats,
     list_providers,
     read_file,
     progress_upload,

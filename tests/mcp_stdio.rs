@@ -319,6 +319,8 @@ suite_checks!(
     link_needs_serve,
     upload_link,
     download_stats,
+    register_file,
+    file_stats,
     list_providers,
     read_file,
     progress_upload,

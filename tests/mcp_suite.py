@@ -54,6 +54,8 @@ TOOLS = [
     "download_stats",
     "list_providers",
     "read_file",
+    "register_file",
+    "file_stats",
 ]
 
 # JSON Schema `format`s that are not JSON Schema's own (schemars writes them for
@@ -86,6 +88,8 @@ ANNOTATIONS = {
     "download_stats": (True, None, None, None),
     "list_providers": (True, None, None, None),
     "read_file": (True, None, None, True),
+    "register_file": (False, False, True, True),
+    "file_stats": (True, None, None, False),
 }
 # The MCP defaults for an absent hint.
 HINT_DEFAULTS = {"read_only_hint": False, "destructive_hint": True, "idempotent_hint": False, "open_world_hint": True}
@@ -655,6 +659,31 @@ async def download_stats(ctx: Ctx) -> str:
         after = (await call_ok(client, "download_stats", {})).structured_content
         expect(after["used"] >= before["used"] + 1, f"a used-up link counts as used: {before} → {after}")
         return f"{before} → {after}"
+
+
+@check("register_file")
+async def register_file(ctx: Ctx) -> str:
+    async with ctx.connect() as client:
+        # The suite's principal is granted no references: nothing is
+        # registered by accident, and the refusal says how to allow it.
+        message = await call_error(client, "register_file", {"reference": "0" * 64}, ["may not register", "references"])
+        return f"refused: {message[:100]}"
+
+
+@check("file_stats")
+async def file_stats(ctx: Ctx) -> str:
+    tag = ctx.tag("fstats")
+    async with ctx.connect() as client:
+        before = (await call_ok(client, "file_stats", {})).structured_content
+        data = os.urandom(1500)
+        uploaded = await upload_bytes(client, f"{tag}.bin", data)
+        await upload_bytes(client, f"{tag}-again.bin", data)
+        after = (await call_ok(client, "file_stats", {})).structured_content
+        expect(after["uploads"] >= before["uploads"] + 1, f"the first upload sent bytes: {before['uploads']} → {after['uploads']}")
+        expect(after["dedup_hits"] >= before["dedup_hits"] + 1, f"the second was deduplicated: {short(after)}")
+        expect(after["bytes_not_sent"] >= before["bytes_not_sent"] + len(data), f"bytes not sent: {short(after)}")
+        expect(uploaded["provider"] in after["providers"], f"files per provider: {short(after)}")
+        return f"uploads {before['uploads']} → {after['uploads']}, dedup {before['dedup_hits']} → {after['dedup_hits']}"
 
 
 @check("list_providers")

@@ -14,7 +14,7 @@ use super::auth::Authenticated;
 use super::content::{ContentHeaders, parse_range, respond};
 use super::{ApiError, ApiJson, ApiQuery};
 use crate::catalog::{ObjectPage, ObjectQuery, ObjectRecord};
-use crate::gateway::{Caller, FileDetails, FileUpdate, Source, UploadOptions, Uploaded};
+use crate::gateway::{Caller, FileDetails, FileUpdate, Registered, Source, UploadOptions, Uploaded};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -240,9 +240,41 @@ pub async fn update(
     Ok(axum::Json(caller.update(&id, update).await?))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    /// Also delete a registered object at its provider.
+    #[serde(default)]
+    delete_remote: bool,
+}
+
 pub async fn remove(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<RemoveQuery>,
 ) -> Result<axum::Json<ObjectRecord>, ApiError> {
-    Ok(axum::Json(caller.remove(&id, false).await?))
+    Ok(axum::Json(caller.remove(&id, query.delete_remote).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    reference: String,
+    provider: Option<String>,
+    /// Read the object once to hash it when the provider keeps no SHA-256.
+    #[serde(default = "yes")]
+    hash: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Records an object already at a provider, without uploading it.
+pub async fn register(
+    Authenticated(caller): Authenticated,
+    ApiJson(request): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, axum::Json<Registered>), ApiError> {
+    let registered = caller.register(&request.reference, request.provider.as_deref(), request.hash).await?;
+    Ok((StatusCode::CREATED, axum::Json(registered)))
 }

@@ -15,6 +15,7 @@ mod error;
 mod files;
 mod health;
 mod links;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -132,6 +133,8 @@ fn router(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/api/download/generate", post(links::generate))
         .route("/api/download/stats", get(links::stats))
         .route("/api/files", get(files::list))
+        .route("/api/files/register", post(files::register))
+        .route("/api/stats", get(stats::stats))
         .route("/api/files/{id}", get(files::details).patch(files::update).delete(files::remove))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

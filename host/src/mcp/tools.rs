@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::types::*;
 use super::{ProgressReport, WharfMcp, failure, input_schema, link_to, output_schema, resource_link, success};
-use crate::catalog::{LinkStats, ObjectQuery};
-use crate::gateway::{Caller, Downloaded, LinkRequest, LinkTarget, Source, UploadOptions};
+use crate::catalog::{LinkStats, ObjectQuery, Stats};
+use crate::gateway::{Caller, Downloaded, LinkRequest, LinkTarget, Registered, Source, UploadOptions};
 
 type ToolResult = Result<CallToolResult, ErrorData>;
 
@@ -321,7 +321,7 @@ impl WharfMcp {
     }
 
     #[tool(
-        description = "Delete files at their provider and forget them. Bytes another record still points to are kept.",
+        description = "Delete files at their provider and forget them. Bytes another record still points to are kept; a registered file's object stays at its provider unless delete_remote is true.",
         input_schema = input_schema::<DeleteFilesArgs>(),
         output_schema = output_schema::<DeleteFilesResult>(),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true)
@@ -334,7 +334,7 @@ impl WharfMcp {
         let caller = self.caller(&context)?;
         let mut files = Vec::with_capacity(args.file_ids.len());
         for file_id in args.file_ids {
-            let item = match caller.remove(&file_id, false).await {
+            let item = match caller.remove(&file_id, args.delete_remote).await {
                 Ok(_) => DeleteItem { file_id, deleted: true, error: None },
                 Err(e) => DeleteItem { file_id, deleted: false, error: Some(e.to_string()) },
             };
@@ -419,6 +419,57 @@ impl WharfMcp {
                 let summary = format!(
                     "{} link(s): {} active, {} used, {} expired",
                     stats.total, stats.active, stats.used, stats.expired
+                );
+                Ok(success(&stats, summary, Vec::new()))
+            }
+            Err(e) => Ok(failure(e.to_string())),
+        }
+    }
+
+    #[tool(
+        description = "Record an object that already sits at a provider (an s3://bucket/key address, a provider URL, a Supabase bucket/key) without uploading it again. Allowed only for references the server's operator granted you. Its SHA-256 comes from the provider, or from reading it once (hash: false skips that; it is then marked unverified). Returns a file_id like any upload.",
+        input_schema = input_schema::<RegisterFileArgs>(),
+        output_schema = output_schema::<Registered>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+    )]
+    async fn register_file(
+        &self,
+        Parameters(args): Parameters<RegisterFileArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        let caller = self.caller(&context)?;
+        match caller.register(&args.reference, args.provider.as_deref(), args.hash.unwrap_or(true)).await {
+            Ok(registered) => {
+                let link = resource_link(&registered.file);
+                let summary = format!(
+                    "registered {} at {} as {} (SHA-256 from: {:?})",
+                    registered.file.name, registered.file.provider, registered.file.id, registered.digest_source
+                );
+                Ok(success(&registered, summary, vec![link]))
+            }
+            Err(e) => Ok(failure(e.to_string())),
+        }
+    }
+
+    #[tool(
+        description = "Statistics of your files: files and bytes per provider, uploads and bytes deduplication spared, downloads by source (cache hits), failures by kind, most-downloaded files; since (seconds since the epoch) limits the activity counted.",
+        input_schema = input_schema::<FileStatsArgs>(),
+        output_schema = output_schema::<Stats>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn file_stats(
+        &self,
+        Parameters(args): Parameters<FileStatsArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        let caller = self.caller(&context)?;
+        match caller.stats(args.since).await {
+            Ok(stats) => {
+                let files: u64 = stats.providers.values().map(|p| p.files).sum();
+                let downloads: u64 = stats.downloads.values().sum();
+                let summary = format!(
+                    "{files} file(s); {} upload(s), {} deduplicated; {downloads} download(s)",
+                    stats.uploads, stats.dedup_hits
                 );
                 Ok(success(&stats, summary, Vec::new()))
             }

@@ -186,6 +186,25 @@ pub struct ListFilesResult {
 pub struct DeleteFilesArgs {
     /// Ids of files to delete at their provider and forget.
     pub file_ids: Vec<String>,
+    /// Also delete registered files' objects at their provider.
+    #[serde(default)]
+    pub delete_remote: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RegisterFileArgs {
+    /// `s3://bucket/key`, a provider URL of the object, or a Supabase `bucket/key`.
+    pub reference: String,
+    /// The provider that holds it; by default the first that recognises the reference.
+    pub provider: Option<String>,
+    /// Read the object once to hash it when the provider keeps no SHA-256 (default true).
+    pub hash: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct FileStatsArgs {
+    /// Count activity at or after this time (seconds since the epoch); all of it when absent.
+    pub since: Option<i64>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
