@@ -379,3 +379,164 @@ storage_dir = "{data}/local"
     assert_eq!(down.id, cached.id, "the cache provider's copy was read");
     assert_eq!(std::fs::read(&dest).unwrap(), content);
 }
+
+/// Downloads try the cache provider's copy first; one whose bytes fail the
+/// SHA-256 check twice is marked corrupt and the next copy (S3) serves.
+#[tokio::test]
+async fn a_corrupt_cache_copy_falls_back_to_s3_and_is_marked() {
+    let server = server().await;
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&provider("s3", server, "fallback/", SECRET_ENV, "")).await;
+    let content = pattern(300_000);
+    let path = scratch.write("both.bin", &content);
+    let local = gateway.upload(Source::Path(path.clone()), &UploadOptions::default()).await.unwrap();
+    let remote = gateway.upload(Source::Path(path), &to("s3")).await.unwrap();
+    let stored = scratch.data().join("local/objects").join(&local.sha256[..2]).join(&local.sha256);
+    let mut damaged = content.clone();
+    damaged[1000] ^= 0xff;
+    std::fs::write(&stored, &damaged).unwrap();
+
+    let dest = scratch.work().join("back.bin");
+    let down = gateway.download(&local.id, Some(&dest), None).await.unwrap();
+    assert_eq!((down.provider.as_str(), down.verified), ("s3", true));
+    assert_eq!(down.failed.len(), 1, "{:?}", down.failed);
+    assert_eq!((down.failed[0].provider.as_str(), down.failed[0].kind.as_str()), ("local", "corrupt"));
+    assert_eq!(std::fs::read(&dest).unwrap(), content);
+    assert_eq!(gateway.details(&local.id).await.unwrap().file.state, CopyState::Corrupt);
+
+    // Marked corrupt, the copy is not tried again.
+    let again = gateway.download(&format!("sha256:{}", local.sha256), Some(&dest), None).await.unwrap();
+    assert_eq!((again.id.as_str(), again.provider.as_str()), (remote.id.as_str(), "s3"));
+    assert!(again.failed.is_empty(), "{:?}", again.failed);
+    let stats = gateway.stats(None).await.unwrap();
+    assert_eq!(stats.failures.get("download: corrupt"), Some(&1), "{stats:?}");
+    assert_eq!(gateway.details(&local.id).await.unwrap().downloads.len(), 1, "the first download counts");
+}
+
+/// `[host] resolution` decides which copy a download reads first.
+#[tokio::test]
+async fn the_resolution_order_picks_the_copy() {
+    let server = server().await;
+    let scratch = Scratch::new();
+    scratch.write_config_with_host(
+        r#"resolution = ["s3", "local"]"#,
+        &provider("s3", server, "order/", SECRET_ENV, ""),
+    );
+    let gateway = wharf::gateway::Gateway::open(Config::load(&scratch.config_path()).unwrap()).await.unwrap().host_caller();
+    let path = scratch.write("order.bin", &pattern(1000));
+    let local = gateway.upload(Source::Path(path.clone()), &UploadOptions::default()).await.unwrap();
+    gateway.upload(Source::Path(path), &to("s3")).await.unwrap();
+    let down = gateway.download(&local.id, Some(&scratch.work().join("o.bin")), None).await.unwrap();
+    assert_eq!(down.provider, "s3", "s3 comes first in the order");
+}
+
+fn registering(server: &S3Server) -> String {
+    format!(
+        r#"{}
+[principals.local]
+references = ["s3://{BUCKET}/registered/users/alice/*", "{}/{BUCKET}/registered/users/alice/*", "s3://{BUCKET}/wharf/*", "s3://other-bucket/*", "gopher://*"]
+"#,
+        provider("s3", server, "wharf/", SECRET_ENV, ""),
+        server.endpoint
+    )
+}
+
+/// An object put into the bucket by someone else is registered without
+/// uploading it: hashed by reading it once, then downloaded verified.
+#[tokio::test]
+async fn a_registered_object_is_hashed_once_and_downloaded_verified() {
+    let server = server().await;
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&registering(server)).await;
+    let content = pattern(200_000);
+    let key = "registered/users/alice/report.bin";
+    let put = server.request("PUT", &format!("/{BUCKET}/{key}"), "", content.clone()).await.unwrap();
+    assert!(put.status().is_success(), "PutObject: {}", put.status());
+
+    let registered = gateway.register(&format!("s3://{BUCKET}/{key}"), None, true).await.unwrap();
+    assert_eq!(registered.digest_source, wharf::gateway::DigestSource::Read);
+    let file = &registered.file;
+    assert_eq!((file.provider.as_str(), file.remote_id.as_str(), file.name.as_str()), ("s3", key, "report.bin"));
+    assert_eq!((file.sha256.clone(), file.size, file.registered, file.verified), (sha256_hex(&content), 200_000, true, true));
+
+    let dest = scratch.work().join("report.bin");
+    let down = gateway.download(&file.id, Some(&dest), None).await.unwrap();
+    assert!(down.verified);
+    assert_eq!(std::fs::read(&dest).unwrap(), content);
+
+    // The path-style URL of the same object names the same record.
+    let by_url = gateway.register(&format!("{}/{BUCKET}/{key}", server.endpoint), Some("s3"), true).await.unwrap();
+    assert_eq!(by_url.file.id, file.id);
+
+    // Forgetting a registered file leaves the object where it was.
+    gateway.remove(&file.id, false).await.unwrap();
+    assert_eq!(server.list_keys(BUCKET, "registered/users/alice/").await, [key]);
+    let again = gateway.register(&format!("s3://{BUCKET}/{key}"), None, true).await.unwrap();
+    gateway.remove(&again.file.id, true).await.unwrap();
+    assert!(server.list_keys(BUCKET, "registered/users/alice/").await.is_empty(), "--delete-remote deletes it");
+}
+
+/// `--no-hash` records the object unverified, and says so everywhere.
+#[tokio::test]
+async fn an_unhashed_registration_is_unverified() {
+    let server = server().await;
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&registering(server)).await;
+    let key = "registered/users/alice/unhashed.bin";
+    server.request("PUT", &format!("/{BUCKET}/{key}"), "", b"trust me".to_vec()).await.unwrap();
+    let registered = gateway.register(&format!("s3://{BUCKET}/{key}"), None, false).await.unwrap();
+    assert_eq!(registered.digest_source, wharf::gateway::DigestSource::None);
+    assert!(!registered.file.verified);
+    let dest = scratch.work().join("unhashed.bin");
+    let down = gateway.download(&registered.file.id, Some(&dest), None).await.unwrap();
+    assert!(!down.verified, "nothing to check it against");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"trust me");
+    // Objects Wharf uploaded carry their digest: registering one reads nothing.
+    let up = gateway.upload(Source::Path(scratch.write("mine.bin", b"mine")), &to("s3")).await.unwrap();
+    let ours = gateway.register(&format!("s3://{BUCKET}/{}", up.remote_id), None, false).await.unwrap();
+    assert_eq!(ours.digest_source, wharf::gateway::DigestSource::Provider);
+    assert_eq!((ours.file.id.as_str(), ours.file.sha256.as_str()), (up.id.as_str(), up.sha256.as_str()), "the same record");
+}
+
+/// Unknown forms, other buckets, missing objects and references outside the
+/// principal's allowed prefixes are refused, each saying why.
+#[tokio::test]
+async fn bad_references_are_refused_with_reasons() {
+    let server = server().await;
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&registering(server)).await;
+    let refused = |result: Result<wharf::gateway::Registered, GatewayError>| result.unwrap_err().to_string();
+
+    let message = refused(gateway.register(&format!("s3://{BUCKET}/registered/users/bob/x.bin"), None, true).await);
+    assert!(message.contains("may not register") && message.contains("[principals.local] references"), "{message}");
+    let message = refused(gateway.register("gopher://example.org/x", None, true).await);
+    assert!(message.contains("no provider recognises"), "{message}");
+    let message = refused(gateway.register("s3://other-bucket/x.bin", Some("s3"), true).await);
+    assert!(message.contains("other-bucket") && message.contains(BUCKET), "{message}");
+    let missing = gateway.register(&format!("s3://{BUCKET}/registered/users/alice/missing.bin"), None, true).await;
+    assert!(matches!(&missing, Err(GatewayError::Call(e)) if matches!(e.kind(), Some(ErrorKind::NotFound))), "{missing:?}");
+    let message = refused(gateway.register(&format!("s3://{BUCKET}/registered/users/alice/../bob/x"), None, true).await);
+    assert!(message.contains("not a plain reference"), "{message}");
+    assert!(gateway.list(Default::default()).await.unwrap().files.is_empty(), "nothing was recorded");
+}
+
+/// A Range of a stored file is read as a range at S3, not as the whole object.
+#[tokio::test]
+async fn ranges_of_stored_files_are_ranged_reads() {
+    let server = server().await;
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&provider("s3", server, "ranges/", SECRET_ENV, "")).await;
+    let content = pattern(1_000_000);
+    let up = gateway.upload(Source::Path(scratch.write("r.bin", &content)), &to("s3")).await.unwrap();
+    let direct = direct(&scratch, "s3").await;
+    let range = wharf::runtime::ByteRange { offset: 999_000, length: Some(500) };
+    let (body, _, _) = direct.adapter.download(&object(&up.remote_id), false, Some(range)).await.unwrap();
+    assert_eq!(body.size(), Some(500), "the response carries the range only");
+    let to_end = wharf::runtime::ByteRange { offset: 999_900, length: None };
+    let (body, _, _) = direct.adapter.download(&object(&up.remote_id), false, Some(to_end)).await.unwrap();
+    assert_eq!(body.size(), Some(100));
+
+    let streamed = gateway.stream_content(&up.id, false, Some((10, 20)), "test").await.unwrap();
+    let chunks: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(streamed.stream).await.unwrap();
+    assert_eq!(chunks.concat(), &content[10..20]);
+}
