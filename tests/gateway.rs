@@ -292,3 +292,35 @@ async fn sources_that_are_not_regular_files_are_refused_without_blocking() {
         );
     }
 }
+
+/// `wharf gc` removes old files from the downloads directory and spool
+/// leftovers of dead uploads, and only reports in a dry run.
+#[tokio::test]
+async fn gc_ages_out_downloads_and_spool_leftovers() {
+    let scratch = Scratch::new();
+    let downloads = scratch.work().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let extra = format!("[retention]\ndownloads_dir = \"{}\"\ndownloads_max_age_hours = 1\n", downloads.display());
+    let gateway = scratch.open_gateway(&extra).await;
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let aged = |path: &std::path::Path, bytes: &[u8]| {
+        std::fs::write(path, bytes).unwrap();
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(two_hours_ago).unwrap();
+    };
+    aged(&downloads.join("old.pdf"), b"old download");
+    std::fs::write(downloads.join("new.pdf"), b"fresh").unwrap();
+    aged(&scratch.data().join("spool/upload-0123456789abcdef"), b"left by a crash");
+    aged(&scratch.data().join("spool/not-ours"), b"someone else's");
+
+    let plan = gateway.gc(true).await.unwrap();
+    assert_eq!(plan.old_downloads, [downloads.join("old.pdf")]);
+    assert_eq!((plan.spool_files, plan.bytes_freed), (1, 12 + 15));
+    assert!(downloads.join("old.pdf").exists(), "a dry run removes nothing");
+
+    let report = gateway.gc(false).await.unwrap();
+    assert_eq!((report.old_downloads.len(), report.spool_files, report.bytes_freed), (1, 1, 27));
+    assert!(!downloads.join("old.pdf").exists() && downloads.join("new.pdf").exists());
+    assert!(!scratch.data().join("spool/upload-0123456789abcdef").exists());
+    assert!(scratch.data().join("spool/not-ours").exists(), "only Wharf's spool files are touched");
+    assert!(report.summary().contains("27 bytes freed"), "{}", report.summary());
+}

@@ -503,3 +503,53 @@ async fn config_mistakes_stop_the_host_naming_the_provider() {
     assert_eq!(posts.len(), 1, "{:?}", fake.requests());
     assert_eq!(posts[0].purpose.as_deref(), Some("batch"));
 }
+
+/// Retention evicts cache copies whose bytes another copy can still return,
+/// and never the only original: Kimi's backup in the cache stays.
+#[tokio::test]
+async fn gc_keeps_the_only_original_of_a_kimi_file_and_evicts_others() {
+    let fake = FakeKimi::start(KEY).await;
+    let scratch = Scratch::new();
+    let extra = format!(
+        r#"{}
+[providers.mirror]
+plugin = "local"
+storage_dir = "{data}/mirror"
+
+[retention]
+cache_max_bytes = 0
+"#,
+        kimi_entry(&fake, KEY_VAR, &fake.base_url()),
+        data = scratch.data().display()
+    );
+    let gateway = scratch.open_gateway(&extra).await;
+    let caller = gateway.host_caller();
+    let to = |p: &str| UploadOptions { provider: Some(p.into()), ..UploadOptions::default() };
+    let kimi = caller.upload(Source::Path(scratch.write("report.txt", REPORT)), &to("kimi")).await.unwrap();
+    let mirrored = pattern(40_000);
+    let path = scratch.write("mirrored.bin", &mirrored);
+    let cached = caller.upload(Source::Path(path.clone()), &UploadOptions::default()).await.unwrap();
+    caller.upload(Source::Path(path), &to("mirror")).await.unwrap();
+    let only = caller.upload(Source::Path(scratch.write("only.bin", &pattern(5000))), &UploadOptions::default()).await.unwrap();
+    let stored = |sha: &str| scratch.data().join("local/objects").join(&sha[..2]).join(sha);
+
+    let plan = gateway.gc(true).await.unwrap();
+    assert_eq!(plan.evicted.iter().map(|e| e.remote_id.as_str()).collect::<Vec<_>>(), [cached.sha256.as_str()]);
+    assert_eq!(plan.evicted[0].kept_at, "mirror");
+    assert!(stored(&cached.sha256).exists(), "a dry run removes nothing");
+
+    let report = gateway.gc(false).await.unwrap();
+    assert_eq!(report.evicted, plan.evicted);
+    assert_eq!(report.bytes_freed, 40_000);
+    assert!(!stored(&cached.sha256).exists(), "evicted from the cache");
+    assert!(stored(&kimi.sha256).exists(), "Kimi's original is kept: Kimi cannot return it");
+    assert!(stored(&only.sha256).exists(), "the only copy of its bytes is kept");
+
+    // The evicted record still answers, from the copy that was kept.
+    let dest = scratch.work().join("again.bin");
+    let down = caller.download(&cached.id, Some(&dest), None).await.unwrap();
+    assert_eq!((down.provider.as_str(), down.verified), ("mirror", true));
+    assert_eq!(std::fs::read(&dest).unwrap(), mirrored);
+    let original = caller.download(&kimi.id, Some(&scratch.work().join("r.txt")), None).await.unwrap();
+    assert_eq!((original.source, original.verified), ("cache", true));
+}
