@@ -17,7 +17,7 @@ use supabase_fake::{BucketLimits, FakeSupabase, PatchFault, TUS_CHUNK, TusFault,
 use wharf::catalog::CopyState;
 use wharf::config::Config;
 use wharf::gateway::{Caller, Gateway, GatewayError, Source, UploadOptions};
-use wharf::runtime::{Adapter, CallError, ErrorKind, ObjectRef, ProviderError, Runtime};
+use wharf::runtime::{Adapter, ByteRange, CallError, ErrorKind, ObjectRef, ProviderError, Runtime};
 
 /// A legacy (JWT) key: sent as `apikey` and as the bearer token.
 const KEY_VAR: &str = "WHARF_TEST_SUPABASE_KEY";
@@ -678,4 +678,68 @@ async fn bad_config_is_refused_with_the_reason() {
     let config = Config::load(&scratch.write_config(&bad_url)).unwrap();
     let err = format!("{:#}", Gateway::open(config).await.err().unwrap());
     assert!(err.contains("base_url"), "{err}");
+}
+
+/// Ranged reads (contract 0.2.0): the adapter sends `Range`, passes on the
+/// 206 only when its `Content-Range` is what was asked, and a range past the
+/// end is an invalid request (Supabase's real 416).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranged_downloads_read_only_the_range() {
+    let fake = start_fake().await;
+    let scratch = Scratch::new();
+    let extra = entry(&fake, "supabase", KEY_VAR, BUCKET, "");
+    let gateway = scratch.gateway(&extra).await;
+    let content = pattern(500_000);
+    let up = gateway.upload(Source::Path(scratch.write("r.bin", &content)), &to("supabase")).await.unwrap();
+    let direct = direct(&scratch, &extra, "supabase").await;
+    let read = |range: ByteRange| {
+        let (adapter, key) = (&direct.adapter, up.remote_id.clone());
+        async move {
+            let (body, _, _) = adapter.download(&target(&key), false, Some(range)).await?;
+            let chunks: Vec<bytes::Bytes> =
+                futures::TryStreamExt::try_collect(body.into_stream()).await.expect("the body reads");
+            Ok::<_, CallError>(chunks.concat())
+        }
+    };
+    fake.clear_requests();
+    assert_eq!(read(ByteRange { offset: 1000, length: Some(24) }).await.unwrap(), &content[1000..1024]);
+    assert_eq!(fake.requests()[0].header("range"), Some("bytes=1000-1023"));
+    assert_eq!(read(ByteRange { offset: 499_990, length: None }).await.unwrap(), &content[499_990..]);
+    let past = read(ByteRange { offset: 600_000, length: Some(10) }).await.unwrap_err();
+    assert_eq!(kind_of(&call_error(&past).kind), "ErrorKind::InvalidRequest", "{past}");
+    assert_eq!(call_error(&past).status, Some(416));
+}
+
+/// An object already in the bucket is registered from its object URL or as
+/// `bucket/key`, hashed by reading it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_registered_from_urls_and_bucket_keys() {
+    let fake = start_fake().await;
+    let scratch = Scratch::new();
+    let extra = format!(
+        "{}\n[principals.local]\nreferences = [\"{base}/object/public/{BUCKET}/shared/*\", \"{BUCKET}/shared/*\"]\n",
+        entry(&fake, "supabase", KEY_VAR, BUCKET, ""),
+        base = fake.base_url()
+    );
+    let gateway = scratch.gateway(&extra).await;
+    let content = b"%PDF-1.7 someone else's upload".to_vec();
+    fake.put(BUCKET, "shared/contract v2.pdf", "application/pdf", &content);
+
+    let url = format!("{}/object/public/{BUCKET}/shared/contract%20v2.pdf", fake.base_url());
+    let registered = gateway.register(&url, None, true).await.unwrap();
+    assert_eq!(registered.digest_source, wharf::gateway::DigestSource::Read);
+    assert_eq!(registered.file.remote_id, "shared/contract v2.pdf");
+    assert_eq!(registered.file.sha256, sha256_hex(&content));
+    let same = gateway.register(&format!("{BUCKET}/shared/contract v2.pdf"), Some("supabase"), true).await.unwrap();
+    assert_eq!(same.file.id, registered.file.id, "both forms name one object");
+
+    let dest = scratch.work().join("contract.pdf");
+    let down = gateway.download(&registered.file.id, Some(&dest), None).await.unwrap();
+    assert!(down.verified);
+    assert_eq!(std::fs::read(&dest).unwrap(), content);
+    gateway.remove(&registered.file.id, false).await.unwrap();
+    assert_eq!(fake.get(BUCKET, "shared/contract v2.pdf"), Some(content), "the object stays");
+
+    let other = gateway.register("other-bucket/shared/x.pdf", Some("supabase"), true).await.unwrap_err();
+    assert!(other.to_string().contains("may not register"), "{other}");
 }

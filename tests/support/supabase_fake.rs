@@ -532,7 +532,7 @@ async fn handle(State(fake): State<Arc<Inner>>, ConnectInfo(conn): ConnectInfo<C
         let upsert = method == Method::PUT || parts.headers.get("x-upsert").is_some_and(|v| v == "true");
         return match method {
             Method::POST | Method::PUT => fake.create(index, bucket, key, &parts.headers, body, upsert).await,
-            Method::GET => fake.download(bucket, key).await,
+            Method::GET => fake.download(bucket, key, parts.headers.get(header::RANGE)).await,
             Method::DELETE => fake.delete(bucket, key),
             _ => (StatusCode::METHOD_NOT_ALLOWED, "").into_response(),
         };
@@ -715,7 +715,10 @@ impl Inner {
         })
     }
 
-    async fn download(&self, bucket: &str, key: &str) -> Response {
+    /// GET of an object; honours `Range: bytes=FIRST-[LAST]` with 206 and
+    /// `Content-Range`, and answers a range past the end with a real 416, as
+    /// the storage server does.
+    async fn download(&self, bucket: &str, key: &str, range: Option<&HeaderValue>) -> Response {
         let (data, content_type, size, etag) = {
             let store = self.store.lock().unwrap();
             let Some(b) = store.buckets.get(bucket) else {
@@ -730,20 +733,40 @@ impl Inner {
             };
             (data, object.content_type.clone(), object.size, object.id.clone())
         };
+        let span = match range.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("bytes=")) {
+            Some(spec) => {
+                let (first, last) = spec.split_once('-').unwrap_or((spec, ""));
+                let first: u64 = first.parse().unwrap_or(u64::MAX);
+                let last = last.parse::<u64>().map_or(size.saturating_sub(1), |l| l.min(size.saturating_sub(1)));
+                if first >= size || first > last {
+                    let body = json!({ "statusCode": "416", "code": "InvalidRange", "error": "Range Not Satisfiable", "message": "The range is outside the object" });
+                    return (StatusCode::RANGE_NOT_SATISFIABLE, axum::Json(body)).into_response();
+                }
+                Some((first, last))
+            }
+            None => None,
+        };
+        let (start, len) = span.map_or((0, size), |(first, last)| (first, last - first + 1));
         let body = match data {
-            Ok(bytes) => Body::from(bytes),
+            Ok(bytes) => Body::from(bytes.slice(start as usize..(start + len) as usize)),
             Err(path) => {
-                let file = tokio::fs::File::open(path).await.unwrap();
-                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, IO_BUFFER))
+                use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+                let mut file = tokio::fs::File::open(path).await.unwrap();
+                file.seek(std::io::SeekFrom::Start(start)).await.unwrap();
+                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), IO_BUFFER))
             }
         };
-        Response::builder()
+        let mut response = Response::builder()
             .header(header::CONTENT_TYPE, content_type)
-            .header(header::CONTENT_LENGTH, size)
+            .header(header::CONTENT_LENGTH, len)
             .header(header::ETAG, format!("\"{etag}\""))
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(body)
-            .unwrap()
+            .header(header::CACHE_CONTROL, "no-cache");
+        if let Some((first, last)) = span {
+            response = response
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{size}"));
+        }
+        response.body(body).unwrap()
     }
 
     fn delete(&self, bucket: &str, key: &str) -> Response {
@@ -945,7 +968,7 @@ impl Inner {
                 if Instant::now() > expires {
                     return storage_error("400", "ExpiredToken", "ExpiredToken", "The provided token has expired.");
                 }
-                self.download(&bucket, &key).await
+                self.download(&bucket, &key, None).await
             }
             _ => storage_error("400", "InvalidSignature", "InvalidSignature", "Invalid signature"),
         }
