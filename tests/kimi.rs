@@ -233,6 +233,31 @@ async fn status_error_on_http_200_fails_clearly_and_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn upload_dropped_halfway_leaves_no_backup_record() {
+    let (scratch, fake, gateway) = setup().await;
+    // Kimi answers "wait 30 s": the upload is dropped while it waits, after
+    // its cache backup was recorded (as when the CLI is interrupted).
+    let fault = Fault::error(429, "rate_limit_reached_error", "Your account reached max request: 3 RPM");
+    fake.script(Method::POST, "/v1/files", 1, fault.with_retry_after("30"));
+    let options = to_kimi(None);
+    let mut upload = Box::pin(gateway.upload(Source::Path(scratch.write("report.pdf", REPORT)), &options));
+    while fake.requests_to(Method::POST, "/v1/files").is_empty() {
+        tokio::select! {
+            done = &mut upload => panic!("the upload should be waiting out Retry-After: {done:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    let held = common::records(&gateway, None).await;
+    assert_eq!(held.len(), 1, "the cache backup is recorded before Kimi is asked");
+    assert_eq!(held[0].provider, "local");
+    drop(upload);
+    gateway.settle().await;
+    assert!(common::records(&gateway, None).await.is_empty(), "the unfinished upload's backup record is gone");
+    let blob = scratch.data().join("local/objects").join(&sha256_hex(REPORT)[..2]).join(sha256_hex(REPORT));
+    assert!(!blob.exists(), "nor its bytes in the cache");
+}
+
+#[tokio::test]
 async fn rate_limited_upload_waits_for_retry_after_then_succeeds() {
     let (scratch, fake, gateway) = setup().await;
     let fault = Fault::error(429, "rate_limit_reached_error", "Your account reached max request: 3 RPM");

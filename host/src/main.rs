@@ -13,5 +13,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("starting tokio");
-    runtime.block_on(cli::run(args))
+    let code = runtime.block_on(cli::run(args));
+    // What is still running now was abandoned, like the copying thread of a
+    // download stopped by Ctrl-C (its temporary file already removed):
+    // nothing to wait for.
+    runtime.shutdown_background();
+    code
 }

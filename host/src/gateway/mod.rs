@@ -171,6 +171,9 @@ pub struct Gateway {
     host_id: String,
     link_limiter: governor::DefaultKeyedRateLimiter<String>,
     validator: Validator,
+    /// Clean-up left running by calls dropped halfway (an upload claim to
+    /// release, a backup record to forget), for [`Gateway::settle`].
+    abandoned: tokio_util::task::TaskTracker,
     // Declared last: adapters must drop before the engine's epoch thread stops.
     _runtime: Runtime,
 }
@@ -269,6 +272,7 @@ impl Gateway {
             host_id: new_host_id(),
             link_limiter,
             validator,
+            abandoned: tokio_util::task::TaskTracker::new(),
             _runtime: runtime,
         }))
     }
@@ -285,6 +289,23 @@ impl Gateway {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Waits for the clean-up of calls dropped halfway so far. A process that
+    /// interrupts its calls (the CLI on Ctrl-C) calls this before it exits,
+    /// since tasks still running when the runtime stops are cut short.
+    pub async fn settle(&self) {
+        self.abandoned.close();
+        self.abandoned.wait().await;
+        self.abandoned.reopen();
+    }
+
+    /// Runs the clean-up of a call dropped halfway, from a destructor, in a
+    /// task of its own that [`Gateway::settle`] waits for.
+    fn clean_up_abandoned(&self, work: impl Future<Output = ()> + Send + 'static) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.abandoned.spawn_on(work, &runtime);
+        }
     }
 
     /// Whether the catalog answers and the adapters are loaded.

@@ -21,9 +21,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{Caller, GatewayError, new_id, now};
+use super::{Caller, Gateway, GatewayError, new_id, now};
 use crate::body::{Body, Copied, FileRange, Progress, digest_of, to_hex};
-use crate::catalog::{Catalog, ClaimOutcome, CopyState, EventKind, ObjectRecord};
+use crate::catalog::{ClaimOutcome, CopyState, EventKind, ObjectRecord};
 use crate::runtime::{Adapter, DownloadSupport};
 use crate::validation::{Rules, names};
 
@@ -141,8 +141,12 @@ impl Caller {
             false => None,
         };
         let backup_id = backup.as_ref().map(|held| held.record.id.clone());
+        // A backup record made for this upload only goes with it: no orphan stays.
+        let made = backup.filter(|held| held.created).map(|held| held.record);
+        let backup = BackupHold { caller: self.clone(), record: made };
         match self.hold_copy(adapter, &content, purpose).await {
             Ok(held) => {
+                backup.keep();
                 metrics::counter!("wharf_uploads_total", "provider" => provider.clone()).increment(1);
                 let event = match held.deduplicated {
                     true => {
@@ -155,11 +159,8 @@ impl Caller {
                 Ok(Uploaded::from_record(held.record, held.deduplicated, backup_id))
             }
             Err(e) => {
+                backup.undo().await;
                 self.note_failure("upload", &provider, e.label()).await;
-                if let Some(Held { record, created: true, .. }) = backup {
-                    // The backup record was made for this upload only: no orphan stays.
-                    self.discard(&record).await;
-                }
                 Err(e)
             }
         }
@@ -279,7 +280,7 @@ impl Caller {
                 }
             }
         }
-        let claim = UploadClaim::hold(self.catalog.clone(), name, holder, self.config.claim_ttl);
+        let claim = UploadClaim::hold(self.gateway.clone(), name, holder, self.config.claim_ttl);
         // The previous claimant may have recorded its copy just before we claimed.
         let held = match self.existing_copy(adapter, content, purpose).await {
             Ok(Some(held)) => Ok(held),
@@ -387,9 +388,9 @@ impl Caller {
 
 /// An upload claim this call holds: renewed in the background while the
 /// upload runs, released when it ends, or, if the call is dropped halfway
-/// (the client went away), released from a task of its own.
+/// (the client went away, Ctrl-C), released from a task of its own.
 struct UploadClaim {
-    catalog: Arc<dyn Catalog>,
+    gateway: Arc<Gateway>,
     name: String,
     holder: String,
     renewer: tokio::task::JoinHandle<()>,
@@ -397,9 +398,9 @@ struct UploadClaim {
 }
 
 impl UploadClaim {
-    fn hold(catalog: Arc<dyn Catalog>, name: String, holder: String, ttl: Duration) -> Self {
+    fn hold(gateway: Arc<Gateway>, name: String, holder: String, ttl: Duration) -> Self {
         let renewer = tokio::spawn({
-            let (catalog, name, holder) = (catalog.clone(), name.clone(), holder.clone());
+            let (catalog, name, holder) = (gateway.catalog.clone(), name.clone(), holder.clone());
             async move {
                 let mut ticks = tokio::time::interval(ttl / 3);
                 ticks.tick().await; // the first tick is now, and the claim is fresh
@@ -420,13 +421,13 @@ impl UploadClaim {
                 }
             }
         });
-        Self { catalog, name, holder, renewer, released: false }
+        Self { gateway, name, holder, renewer, released: false }
     }
 
     async fn release(mut self) {
         self.released = true;
         self.renewer.abort();
-        if let Err(e) = self.catalog.release(&self.name, &self.holder).await {
+        if let Err(e) = self.gateway.catalog.release(&self.name, &self.holder).await {
             tracing::warn!("{}: releasing this upload's claim: {e}; it lapses by itself", self.name);
         }
     }
@@ -438,13 +439,42 @@ impl Drop for UploadClaim {
         if self.released {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (catalog, name, holder) = (self.catalog.clone(), self.name.clone(), self.holder.clone());
-            runtime.spawn(async move {
-                if let Err(e) = catalog.release(&name, &holder).await {
-                    tracing::warn!("{name}: releasing an abandoned upload's claim: {e}; it lapses by itself");
-                }
-            });
+        let (catalog, name, holder) = (self.gateway.catalog.clone(), self.name.clone(), self.holder.clone());
+        self.gateway.clean_up_abandoned(async move {
+            if let Err(e) = catalog.release(&name, &holder).await {
+                tracing::warn!("{name}: releasing an abandoned upload's claim: {e}; it lapses by itself");
+            }
+        });
+    }
+}
+
+/// The backup record made for one upload: forgotten again (and its copy
+/// deleted unless another record points to it) unless the upload completes;
+/// at once when it fails, and from a task of its own when the call is dropped
+/// halfway, so that no record stays of an unfinished upload.
+struct BackupHold {
+    caller: Caller,
+    record: Option<ObjectRecord>,
+}
+
+impl BackupHold {
+    /// The upload completed: the record stays.
+    fn keep(mut self) {
+        self.record = None;
+    }
+
+    async fn undo(mut self) {
+        if let Some(record) = self.record.take() {
+            self.caller.discard(&record).await;
+        }
+    }
+}
+
+impl Drop for BackupHold {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            let caller = self.caller.clone();
+            self.caller.clean_up_abandoned(async move { caller.discard(&record).await });
         }
     }
 }
