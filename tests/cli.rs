@@ -337,3 +337,80 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert_eq!(stderr_of(&ended), "", "{args:?}: no panic, no backtrace, no error");
     }
 }
+
+/// Metadata from the command line: tags added and removed, key-value pairs,
+/// and listings filtered by tag, name glob, type and date.
+#[test]
+fn tags_pairs_and_filtered_listings() {
+    let scratch = Scratch::new();
+    scratch.write_config("");
+    let ids: Vec<String> = [("report-q3.pdf", &b"%PDF-1.7 q3"[..]), ("photo.png", &pattern(100)[..]), ("notes.txt", b"notes")]
+        .iter()
+        .map(|(name, bytes)| {
+            scratch.write(name, bytes);
+            let up = wharf(&scratch, &["--json", "upload", name]);
+            assert!(up.status.success(), "{}", stderr_of(&up));
+            json_lines(&up)[0]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let tagged = wharf(&scratch, &["--json", "tag", &ids[0], "+q3", "+final", "+draft", "-draft"]);
+    assert!(tagged.status.success(), "{}", stderr_of(&tagged));
+    assert_eq!(json_lines(&tagged)[0]["tags"], serde_json::json!(["q3", "final"]));
+    wharf(&scratch, &["tag", &ids[2], "+q3"]);
+    let edited = wharf(&scratch, &["--json", "edit", &ids[0], "--set", "client=acme", "--set", "year=2026", "--unset", "year"]);
+    assert_eq!(json_lines(&edited)[0]["attributes"], serde_json::json!({"client": "acme"}));
+
+    let listed = |args: &[&str]| -> Vec<String> {
+        let out = wharf(&scratch, &[&["--json", "ls"][..], args].concat());
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        json_lines(&out).iter().map(|f| f["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(listed(&["--tag", "q3"]), [ids[2].clone(), ids[0].clone()]);
+    assert_eq!(listed(&["--tag", "final", "--mime", "application/pdf"]), [ids[0].clone()]);
+    assert_eq!(listed(&["--name", "*.PNG"]), [ids[1].clone()]);
+    assert_eq!(listed(&["--since", "1d"]).len(), 3);
+    assert!(listed(&["--since", "2999-01-01"]).is_empty());
+
+    let bad = wharf(&scratch, &["tag", &ids[0], "q3"]);
+    assert_eq!(bad.status.code(), Some(2), "a tag change without + or - is a usage error");
+    assert!(stderr_of(&bad).contains("+TAG"), "{}", stderr_of(&bad));
+    let bad_date = wharf(&scratch, &["ls", "--since", "last week"]);
+    assert_eq!(bad_date.status.code(), Some(2));
+    assert!(stderr_of(&bad_date).contains("YYYY-MM-DD"), "{}", stderr_of(&bad_date));
+}
+
+/// `wharf register`, `stats` and `gc` from the command line.
+#[test]
+fn register_stats_and_gc() {
+    let scratch = Scratch::new();
+    let content = b"already stored";
+    let sha = sha256_hex(content);
+    scratch.write_config(&format!("[principals.local]\nreferences = [\"sha256:{sha}\"]\n"));
+    scratch.write("a.txt", content);
+    let up = wharf(&scratch, &["--json", "upload", "a.txt"]);
+    let uploaded = &json_lines(&up)[0];
+
+    let refused = wharf(&scratch, &["register", &"0".repeat(64)]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr_of(&refused).contains("may not register"), "{}", stderr_of(&refused));
+    let registered = wharf(&scratch, &["--json", "register", &format!("sha256:{sha}")]);
+    assert!(registered.status.success(), "{}", stderr_of(&registered));
+    let registered = &json_lines(&registered)[0];
+    assert_eq!(registered["digest_source"], "provider");
+    assert_eq!(registered["id"], uploaded["id"], "the object already had a record");
+
+    let down = wharf(&scratch, &["--json", "download", uploaded["id"].as_str().unwrap(), "-o", "copy.txt"]);
+    assert!(down.status.success(), "{}", stderr_of(&down));
+    let stats = wharf(&scratch, &["--json", "stats"]);
+    let stats = &json_lines(&stats)[0];
+    assert_eq!(stats["providers"]["local"]["files"], 1);
+    assert_eq!(stats["uploads"], 1);
+    assert_eq!(stats["downloads"]["provider"], 1);
+    assert_eq!(stats["most_downloaded"][0]["id"], uploaded["id"]);
+    let human = wharf(&scratch, &["stats"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("cache hit rate"), "{}", String::from_utf8_lossy(&human.stdout));
+
+    let gc = wharf(&scratch, &["--json", "gc", "--dry-run"]);
+    assert!(gc.status.success(), "{}", stderr_of(&gc));
+    assert_eq!(json_lines(&gc)[0]["dry_run"], true);
+}

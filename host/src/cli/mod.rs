@@ -5,6 +5,7 @@
 //! A command is a variant of [`Command`] and an arm of [`run_command`],
 //! which calls the gateway and prints through [`Output`].
 
+mod files;
 mod output;
 mod transfer;
 
@@ -15,11 +16,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use output::{Output, human_size};
+use output::Output;
 use transfer::{DownloadArgs, UploadArgs};
-use wharf::catalog::ObjectQuery;
 use wharf::config::{self, Config};
-use wharf::gateway::{Caller, Gateway};
+use wharf::gateway::Gateway;
 
 #[derive(Parser)]
 #[command(
@@ -46,19 +46,20 @@ enum Command {
     Download(DownloadArgs),
     /// Show what Wharf and the provider know about a file
     Info { id: String },
-    /// List recorded files, newest first
-    Ls {
-        #[arg(long)]
-        provider: Option<String>,
-        /// Ask the provider what it holds instead of reading Wharf's records
-        #[arg(long)]
-        remote: bool,
-    },
+    /// List recorded files, newest first, optionally filtered
+    Ls(files::LsArgs),
+    /// Add (+TAG) and remove (-TAG) tags
+    Tag(files::TagArgs),
+    /// Change a file's name, description or key-value pairs
+    Edit(files::EditArgs),
+    /// Record objects already at a provider, without uploading them
+    Register(files::RegisterArgs),
     /// Delete files at their provider and forget them
-    Rm {
-        #[arg(required = true, value_name = "ID")]
-        ids: Vec<String>,
-    },
+    Rm(files::RmArgs),
+    /// Files and bytes per provider, uploads, dedup savings, downloads by source, failures
+    Stats(files::StatsArgs),
+    /// Apply the retention rules of [retention]: expired links, old history, gone copies, old downloads, cache size
+    Gc(files::GcArgs),
     /// List the loaded adapters and what they can do
     Plugins,
     /// Serve the Model Context Protocol over standard input and output
@@ -140,15 +141,13 @@ async fn run_command(gateway: &Arc<Gateway>, command: Command, out: &mut Output)
             }),
             Err(e) => out.error(Some(&id), &e),
         },
-        Command::Ls { provider, remote } => list(&caller, provider, remote, out).await,
-        Command::Rm { ids } => {
-            for id in ids {
-                match caller.remove(&id, false).await {
-                    Ok(removed) => out.item(&removed, |o| format!("removed {} ({} at {})", o.id, o.name, o.provider)),
-                    Err(e) => out.error(Some(&id), &e),
-                }
-            }
-        }
+        Command::Ls(args) => files::list(&caller, args, out).await,
+        Command::Tag(args) => files::tag(&caller, args, out).await,
+        Command::Edit(args) => files::edit(&caller, args, out).await,
+        Command::Register(args) => files::register(&caller, args, out).await,
+        Command::Rm(args) => files::remove(&caller, args, out).await,
+        Command::Stats(args) => files::stats(&caller, args, out).await,
+        Command::Gc(args) => files::gc(gateway, args, out).await,
         Command::Plugins => {
             for plugin in gateway.plugins() {
                 out.item(&plugin, |p| {
@@ -167,43 +166,6 @@ async fn run_command(gateway: &Arc<Gateway>, command: Command, out: &mut Output)
         }
         Command::Token { command } => run_token(gateway, command, out).await,
         Command::Serve { .. } => unreachable!("served before the gateway opens"),
-    }
-}
-
-/// `wharf ls`: Wharf's records, or what the provider holds. Stops early when
-/// stdout's reader goes away (`wharf ls | head`).
-async fn list(caller: &Caller, provider: Option<String>, remote: bool, out: &mut Output) {
-    if remote {
-        match caller.list_remote(provider.as_deref()).await {
-            Ok(items) => {
-                for item in &items {
-                    if out.closed() {
-                        break;
-                    }
-                    out.item(item, |i| {
-                        let size = i.size.map_or_else(|| "?".into(), human_size);
-                        format!("{}  {size}  {}", i.remote_id, i.name.as_deref().unwrap_or(""))
-                    });
-                }
-            }
-            Err(e) => out.error(provider.as_deref(), &e),
-        }
-        return;
-    }
-    let query = ObjectQuery { provider: provider.clone(), ..ObjectQuery::default() };
-    match caller.list(query).await {
-        Ok(page) => {
-            for object in &page.files {
-                if out.closed() {
-                    break;
-                }
-                out.item(object, |o| {
-                    let gone = if o.state == wharf::catalog::CopyState::Gone { "  (gone)" } else { "" };
-                    format!("{}  {}  {}  {}{gone}", o.id, o.provider, human_size(o.size), o.name)
-                });
-            }
-        }
-        Err(e) => out.error(provider.as_deref(), &e),
     }
 }
 

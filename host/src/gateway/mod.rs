@@ -102,7 +102,7 @@ pub enum GatewayError {
     #[error("{what}: provider {provider} does not offer this (its adapter declares it unsupported)")]
     Unsupported { what: String, provider: String },
     #[error(
-        "{reference}: principal {principal} may not register it; allow it with a pattern in [principals.{principal}] references"
+        "principal {principal} may not register {reference}; allow it with a pattern in [principals.{principal}] references"
     )]
     ReferenceNotAllowed { reference: String, principal: String },
     #[error("{id}: no copy could serve it: {failures}")]
