@@ -219,7 +219,7 @@ async fn run_batch<W, T, Fut>(
                 results.insert(index, result);
                 // Print what is ready in input order.
                 while let Some(result) = results.remove(&printed) {
-                    print(out, &slots[printed].input, result, &human);
+                    print_result(out, &slots[printed].input, result, &human);
                     printed += 1;
                 }
             }
@@ -249,14 +249,19 @@ async fn run_batch<W, T, Fut>(
     if interrupted {
         // Finished transfers held back behind unfinished ones are complete: say so.
         let finished = results.len() + printed;
-        for (index, result) in std::mem::take(&mut results) {
-            print(out, &slots[index].input, result, &human);
+        for (index, result) in results {
+            print_result(out, &slots[index].input, result, &human);
         }
         out.interrupted(finished, count);
     }
 }
 
-fn print<T: Serialize>(out: &mut Output, input: &str, result: Result<T, GatewayError>, human: &impl Fn(&T) -> String) {
+fn print_result<T: Serialize>(
+    out: &mut Output,
+    input: &str,
+    result: Result<T, GatewayError>,
+    human: &impl Fn(&T) -> String,
+) {
     match result {
         Ok(value) => out.item(&value, human),
         Err(e) => out.error(Some(input), &e),
