@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wharf::catalog::{
-    Catalog, ClaimOutcome, CopyState, Event, EventKind, LinkKind, LinkRecord, LinkStats, MetadataUpdate, ObjectQuery, ObjectRecord,
-    PostgresCatalog, SqliteCatalog, TokenRecord, UseOutcome, UseRequest,
+    Catalog, ClaimOutcome, CopyState, Event, EventKind, LinkKind, LinkRecord, LinkStats, MetadataUpdate, ObjectQuery,
+    ObjectRecord, PostgresCatalog, SqliteCatalog, TokenRecord, UseOutcome, UseRequest,
 };
 use wharf::config::PostgresConfig;
 

@@ -344,20 +344,22 @@ fn output_into_a_closed_pipe_ends_quietly() {
 fn tags_pairs_and_filtered_listings() {
     let scratch = Scratch::new();
     scratch.write_config("");
-    let ids: Vec<String> = [("report-q3.pdf", &b"%PDF-1.7 q3"[..]), ("photo.png", &pattern(100)[..]), ("notes.txt", b"notes")]
-        .iter()
-        .map(|(name, bytes)| {
-            scratch.write(name, bytes);
-            let up = wharf(&scratch, &["--json", "upload", name]);
-            assert!(up.status.success(), "{}", stderr_of(&up));
-            json_lines(&up)[0]["id"].as_str().unwrap().to_string()
-        })
-        .collect();
+    let ids: Vec<String> =
+        [("report-q3.pdf", &b"%PDF-1.7 q3"[..]), ("photo.png", &pattern(100)[..]), ("notes.txt", b"notes")]
+            .iter()
+            .map(|(name, bytes)| {
+                scratch.write(name, bytes);
+                let up = wharf(&scratch, &["--json", "upload", name]);
+                assert!(up.status.success(), "{}", stderr_of(&up));
+                json_lines(&up)[0]["id"].as_str().unwrap().to_string()
+            })
+            .collect();
     let tagged = wharf(&scratch, &["--json", "tag", &ids[0], "+q3", "+final", "+draft", "-draft"]);
     assert!(tagged.status.success(), "{}", stderr_of(&tagged));
     assert_eq!(json_lines(&tagged)[0]["tags"], serde_json::json!(["q3", "final"]));
     wharf(&scratch, &["tag", &ids[2], "+q3"]);
-    let edited = wharf(&scratch, &["--json", "edit", &ids[0], "--set", "client=acme", "--set", "year=2026", "--unset", "year"]);
+    let edited =
+        wharf(&scratch, &["--json", "edit", &ids[0], "--set", "client=acme", "--set", "year=2026", "--unset", "year"]);
     assert_eq!(json_lines(&edited)[0]["attributes"], serde_json::json!({"client": "acme"}));
 
     let listed = |args: &[&str]| -> Vec<String> {
@@ -408,7 +410,11 @@ fn register_stats_and_gc() {
     assert_eq!(stats["downloads"]["provider"], 1);
     assert_eq!(stats["most_downloaded"][0]["id"], uploaded["id"]);
     let human = wharf(&scratch, &["stats"]);
-    assert!(String::from_utf8_lossy(&human.stdout).contains("cache hit rate"), "{}", String::from_utf8_lossy(&human.stdout));
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("cache hit rate"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
 
     let gc = wharf(&scratch, &["--json", "gc", "--dry-run"]);
     assert!(gc.status.success(), "{}", stderr_of(&gc));

@@ -555,7 +555,10 @@ cache_max_bytes = 0
     let path = scratch.write("mirrored.bin", &mirrored);
     let cached = caller.upload(Source::Path(path.clone()), &UploadOptions::default()).await.unwrap();
     caller.upload(Source::Path(path), &to("mirror")).await.unwrap();
-    let only = caller.upload(Source::Path(scratch.write("only.bin", &pattern(5000))), &UploadOptions::default()).await.unwrap();
+    let only = caller
+        .upload(Source::Path(scratch.write("only.bin", &pattern(5000))), &UploadOptions::default())
+        .await
+        .unwrap();
     let stored = |sha: &str| scratch.data().join("local/objects").join(&sha[..2]).join(sha);
 
     let plan = gateway.gc(true).await.unwrap();

@@ -418,11 +418,10 @@ async fn a_corrupt_cache_copy_falls_back_to_s3_and_is_marked() {
 async fn the_resolution_order_picks_the_copy() {
     let server = server().await;
     let scratch = Scratch::new();
-    scratch.write_config_with_host(
-        r#"resolution = ["s3", "local"]"#,
-        &provider("s3", server, "order/", SECRET_ENV, ""),
-    );
-    let gateway = wharf::gateway::Gateway::open(Config::load(&scratch.config_path()).unwrap()).await.unwrap().host_caller();
+    scratch
+        .write_config_with_host(r#"resolution = ["s3", "local"]"#, &provider("s3", server, "order/", SECRET_ENV, ""));
+    let gateway =
+        wharf::gateway::Gateway::open(Config::load(&scratch.config_path()).unwrap()).await.unwrap().host_caller();
     let path = scratch.write("order.bin", &pattern(1000));
     let local = gateway.upload(Source::Path(path.clone()), &UploadOptions::default()).await.unwrap();
     gateway.upload(Source::Path(path), &to("s3")).await.unwrap();
@@ -457,7 +456,10 @@ async fn a_registered_object_is_hashed_once_and_downloaded_verified() {
     assert_eq!(registered.digest_source, wharf::gateway::DigestSource::Read);
     let file = &registered.file;
     assert_eq!((file.provider.as_str(), file.remote_id.as_str(), file.name.as_str()), ("s3", key, "report.bin"));
-    assert_eq!((file.sha256.clone(), file.size, file.registered, file.verified), (sha256_hex(&content), 200_000, true, true));
+    assert_eq!(
+        (file.sha256.clone(), file.size, file.registered, file.verified),
+        (sha256_hex(&content), 200_000, true, true)
+    );
 
     let dest = scratch.work().join("report.bin");
     let down = gateway.download(&file.id, Some(&dest), None).await.unwrap();
@@ -495,7 +497,11 @@ async fn an_unhashed_registration_is_unverified() {
     let up = gateway.upload(Source::Path(scratch.write("mine.bin", b"mine")), &to("s3")).await.unwrap();
     let ours = gateway.register(&format!("s3://{BUCKET}/{}", up.remote_id), None, false).await.unwrap();
     assert_eq!(ours.digest_source, wharf::gateway::DigestSource::Provider);
-    assert_eq!((ours.file.id.as_str(), ours.file.sha256.as_str()), (up.id.as_str(), up.sha256.as_str()), "the same record");
+    assert_eq!(
+        (ours.file.id.as_str(), ours.file.sha256.as_str()),
+        (up.id.as_str(), up.sha256.as_str()),
+        "the same record"
+    );
 }
 
 /// Unknown forms, other buckets, missing objects and references outside the
@@ -514,8 +520,12 @@ async fn bad_references_are_refused_with_reasons() {
     let message = refused(gateway.register("s3://other-bucket/x.bin", Some("s3"), true).await);
     assert!(message.contains("other-bucket") && message.contains(BUCKET), "{message}");
     let missing = gateway.register(&format!("s3://{BUCKET}/registered/users/alice/missing.bin"), None, true).await;
-    assert!(matches!(&missing, Err(GatewayError::Call(e)) if matches!(e.kind(), Some(ErrorKind::NotFound))), "{missing:?}");
-    let message = refused(gateway.register(&format!("s3://{BUCKET}/registered/users/alice/../bob/x"), None, true).await);
+    assert!(
+        matches!(&missing, Err(GatewayError::Call(e)) if matches!(e.kind(), Some(ErrorKind::NotFound))),
+        "{missing:?}"
+    );
+    let message =
+        refused(gateway.register(&format!("s3://{BUCKET}/registered/users/alice/../bob/x"), None, true).await);
     assert!(message.contains("not a plain reference"), "{message}");
     assert!(gateway.list(Default::default()).await.unwrap().files.is_empty(), "nothing was recorded");
 }

@@ -118,10 +118,10 @@ async fn fill(catalog: &Arc<dyn Catalog>, files: usize) {
 
 fn record(i: usize) -> ObjectRecord {
     let mut tags = Vec::new();
-    if i % 1000 == 0 {
+    if i.is_multiple_of(1000) {
         tags.push("rare".to_string());
     }
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         tags.push("common".to_string());
     }
     ObjectRecord {

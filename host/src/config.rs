@@ -774,7 +774,10 @@ impl Config {
                         ));
                     }
                     if names.contains(name.get_ref()) {
-                        return Err(at(Some(name.span()), format!("[host] resolution lists {:?} twice", name.get_ref())));
+                        return Err(at(
+                            Some(name.span()),
+                            format!("[host] resolution lists {:?} twice", name.get_ref()),
+                        ));
                     }
                     names.push(name.get_ref().clone());
                 }

@@ -22,7 +22,8 @@ use crate::config::PostgresConfig;
 
 /// Schema versions, oldest first; version N is `MIGRATIONS[N - 1]`, recorded
 /// in `wharf_schema_version` when applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE files (
     sha256     TEXT PRIMARY KEY,
     size       BIGINT NOT NULL,
@@ -123,7 +124,8 @@ CREATE TABLE events (
     detail    TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX events_by_time ON events (at);
-"#];
+"#,
+];
 
 /// The advisory lock that serializes schema upgrades of hosts starting at
 /// once ("wharf" in ASCII; any constant that no other application uses).

@@ -497,7 +497,14 @@ impl Catalog for SqliteCatalog {
         self.with(|conn| {
             conn.execute(
                 "INSERT INTO events (at, principal, kind, provider, bytes, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![event.at, event.principal, event.kind.as_str(), event.provider, event.bytes as i64, event.detail],
+                params![
+                    event.at,
+                    event.principal,
+                    event.kind.as_str(),
+                    event.provider,
+                    event.bytes as i64,
+                    event.detail
+                ],
             )
         })
         .map(drop)
@@ -510,7 +517,9 @@ impl Catalog for SqliteCatalog {
                 "SELECT o.provider, count(*), coalesce(sum(f.size), 0) FROM objects o JOIN files f USING (sha256)
                  WHERE o.state = 'present' AND (?1 IS NULL OR o.principal = ?1) GROUP BY o.provider",
             )?;
-            for row in stmt.query_map(params![principal], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))? {
+            for row in
+                stmt.query_map(params![principal], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?
+            {
                 let (provider, files, bytes): (String, i64, i64) = row?;
                 stats.providers.insert(provider, ProviderStats { files: files as u64, bytes: bytes as u64 });
             }
@@ -528,9 +537,9 @@ impl Catalog for SqliteCatalog {
                 "SELECT source, count(*), coalesce(sum(bytes), 0) FROM downloads
                  WHERE at >= ?2 AND (?1 IS NULL OR principal = ?1) GROUP BY source",
             )?;
-            for row in stmt.query_map(params![principal, since], |r| {
-                Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-            })? {
+            for row in stmt
+                .query_map(params![principal, since], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?
+            {
                 let (source, count, bytes): (String, i64, i64) = row?;
                 stats.downloads.insert(source, count as u64);
                 stats.bytes_downloaded += bytes as u64;

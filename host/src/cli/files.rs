@@ -224,11 +224,7 @@ fn human_stats(stats: &Stats) -> String {
         lines.push(format!("  {provider:<12} {:>8} files  {:>10}", held.files, human_size(held.bytes)));
     }
     lines.push(format!("uploads          {:>8}  {:>10} sent", stats.uploads, human_size(stats.bytes_uploaded)));
-    lines.push(format!(
-        "dedup hits       {:>8}  {:>10} not sent",
-        stats.dedup_hits,
-        human_size(stats.bytes_not_sent)
-    ));
+    lines.push(format!("dedup hits       {:>8}  {:>10} not sent", stats.dedup_hits, human_size(stats.bytes_not_sent)));
     let downloads: u64 = stats.downloads.values().sum();
     let cached = stats.downloads.get("cache").copied().unwrap_or(0);
     let rate = if downloads > 0 { format!("{:.0}%", cached as f64 * 100.0 / downloads as f64) } else { "-".into() };
@@ -265,9 +261,12 @@ fn human_gc(report: &GcReport) -> String {
     let mut lines = vec![report.summary()];
     lines.extend(report.gone_records.iter().map(|id| format!("  forgot {id} (gone)")));
     lines.extend(report.old_downloads.iter().map(|p| format!("  old download {}", p.display())));
-    lines.extend(report.evicted.iter().map(|e| {
-        format!("  evicted {} ({}, {}; kept at {})", e.remote_id, e.name, human_size(e.size), e.kept_at)
-    }));
+    lines.extend(
+        report
+            .evicted
+            .iter()
+            .map(|e| format!("  evicted {} ({}, {}; kept at {})", e.remote_id, e.name, human_size(e.size), e.kept_at)),
+    );
     lines.join("\n")
 }
 

@@ -568,7 +568,8 @@ impl Caller {
             };
             let source = self.source_of(&copy, &requested);
             metrics::counter!("wharf_downloads_total", "source" => source).increment(1);
-            metrics::counter!("wharf_bytes_out_total", "provider" => copy.provider.clone()).increment(range.1 - range.0);
+            metrics::counter!("wharf_bytes_out_total", "provider" => copy.provider.clone())
+                .increment(range.1 - range.0);
             return Ok(StreamedContent {
                 size: requested.size,
                 range,

@@ -183,7 +183,8 @@ impl Caller {
             tags
         });
         if let Some(tags) = &tags
-            && (tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.len() > 64 || t.chars().any(char::is_control)))
+            && (tags.len() > MAX_TAGS
+                || tags.iter().any(|t| t.is_empty() || t.len() > 64 || t.chars().any(char::is_control)))
         {
             return invalid(format!("tags: at most {MAX_TAGS}, each 1 to 64 bytes without control characters"));
         }

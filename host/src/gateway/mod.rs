@@ -366,7 +366,6 @@ impl Gateway {
         }
         err.into()
     }
-
 }
 
 impl Caller {

@@ -87,7 +87,8 @@ impl Gateway {
                 report.history_rows = self.catalog.delete_history(now() - days as i64 * DAY_SECS).await?;
             }
         }
-        let (files, bytes) = remove_old_files(&self.spool_dir, SPOOL_MAX_AGE, dry_run, |name| name.starts_with("upload-"));
+        let (files, bytes) =
+            remove_old_files(&self.spool_dir, SPOOL_MAX_AGE, dry_run, |name| name.starts_with("upload-"));
         report.spool_files = files.len() as u64;
         report.bytes_freed += bytes;
         if let Some(days) = retention.gone_days {

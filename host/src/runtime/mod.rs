@@ -22,7 +22,9 @@ use wasmtime::component::{Component, Linker, Resource};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-pub use bindings::{ByteRange, Capabilities, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Page, ProviderError};
+pub use bindings::{
+    ByteRange, Capabilities, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Page, ProviderError,
+};
 use bindings::{Provider, ProviderPre, UploadRequest};
 use limits::{CpuBudget, EPOCH_TICK, MemoryLimitExceeded, MemoryLimiter};
 use state::{CallState, GrantedDir, ProviderContext};

@@ -67,7 +67,13 @@ const RULES: [Rules; 5] = [
         max_image_size: None,
         max_files: Some(1000),
     },
-    Rules { purpose: "voice-clone-input", formats: &["mp3", "wav"], max_size: MAX_SIZE, max_image_size: None, max_files: None },
+    Rules {
+        purpose: "voice-clone-input",
+        formats: &["mp3", "wav"],
+        max_size: MAX_SIZE,
+        max_image_size: None,
+        max_files: None,
+    },
 ];
 
 impl Rules {
@@ -275,7 +281,12 @@ pub fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
     }
     let form = vec![
         // The purpose goes first, so that a streaming server knows it before the bytes.
-        FormPart { name: "purpose".into(), filename: None, content_type: None, content: PartContent::Text(purpose.clone()) },
+        FormPart {
+            name: "purpose".into(),
+            filename: None,
+            content_type: None,
+            content: PartContent::Text(purpose.clone()),
+        },
         FormPart {
             name: "file".into(),
             filename: Some(req.name.clone()),

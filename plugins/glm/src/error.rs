@@ -102,4 +102,3 @@ pub fn from_response(response: &Response, context: &str) -> ProviderError {
     error.code = code;
     error
 }
-

@@ -8,8 +8,8 @@ mod core;
 mod error;
 
 use wharf_adapter_sdk::{
-    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError, UploadRequest,
-    export_adapter,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    UploadRequest, export_adapter,
 };
 
 struct Kimi;

@@ -21,8 +21,8 @@ fn default_prefix() -> String {
 impl Config {
     pub fn parse(json: &str) -> Result<Self, ProviderError> {
         let config: Config = config::parse(json)?;
-        let valid = !config.prefix.is_empty()
-            && config.prefix.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+        let valid =
+            !config.prefix.is_empty() && config.prefix.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
         if !valid {
             return Err(ProviderError::invalid(format!(
                 "prefix {:?} must be a relative folder name such as \"objects\"",

@@ -47,10 +47,7 @@ fn meta_path(object: &str) -> String {
 
 fn read_meta(object: &str) -> Meta {
     // A missing or damaged record loses only the display name, never the bytes.
-    fs::read(meta_path(object))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+    fs::read(meta_path(object)).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
 }
 
 fn write_meta(object: &str, meta: &Meta) -> Result<(), ProviderError> {
@@ -62,9 +59,7 @@ fn write_meta(object: &str, meta: &Meta) -> Result<(), ProviderError> {
 }
 
 fn info(remote_id: &str, object: &str) -> Result<ObjectInfo, ProviderError> {
-    let size = fs::metadata(format!("{MOUNT}/{object}"))
-        .map_err(|e| from_io(e, &format!("object {remote_id}")))?
-        .len();
+    let size = fs::metadata(format!("{MOUNT}/{object}")).map_err(|e| from_io(e, &format!("object {remote_id}")))?.len();
     let meta = read_meta(object);
     Ok(ObjectInfo {
         remote_id: remote_id.to_string(),
@@ -97,11 +92,7 @@ pub fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
     })
 }
 
-pub fn download(
-    remote_id: &str,
-    derived: bool,
-    range: Option<&ByteRange>,
-) -> Result<DownloadResult, ProviderError> {
+pub fn download(remote_id: &str, derived: bool, range: Option<&ByteRange>) -> Result<DownloadResult, ProviderError> {
     if derived {
         return Err(ProviderError::unsupported(
             "the local provider keeps the original bytes only; it has no derived content",
@@ -130,8 +121,7 @@ pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {
 
 pub fn delete(remote_id: &str) -> Result<(), ProviderError> {
     let object = object_path(remote_id)?;
-    fs::remove_file(format!("{MOUNT}/{object}"))
-        .map_err(|e| from_io(e, &format!("object {remote_id}")))?;
+    fs::remove_file(format!("{MOUNT}/{object}")).map_err(|e| from_io(e, &format!("object {remote_id}")))?;
     // The record goes with the bytes; without the bytes it describes nothing.
     let _ = fs::remove_file(meta_path(&object));
     Ok(())

@@ -11,8 +11,8 @@ mod core;
 mod error;
 
 use wharf_adapter_sdk::{
-    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
-    ProviderError, UploadRequest, export_adapter,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    UploadRequest, export_adapter,
 };
 
 struct Local;
@@ -38,11 +38,7 @@ impl Adapter for Local {
         core::upload(req)
     }
 
-    fn download(
-        target: ObjectRef,
-        derived: bool,
-        range: Option<ByteRange>,
-    ) -> Result<DownloadResult, ProviderError> {
+    fn download(target: ObjectRef, derived: bool, range: Option<ByteRange>) -> Result<DownloadResult, ProviderError> {
         core::download(&target.remote_id, derived, range.as_ref())
     }
 
@@ -63,9 +59,7 @@ impl Adapter for Local {
     }
 
     fn presign(_target: ObjectRef, _expires_in_secs: u64) -> Result<String, ProviderError> {
-        Err(ProviderError::unsupported(
-            "the local provider has no URLs of its own; use Wharf's HTTP download links",
-        ))
+        Err(ProviderError::unsupported("the local provider has no URLs of its own; use Wharf's HTTP download links"))
     }
 }
 

@@ -82,16 +82,10 @@ impl Config {
     pub fn parse(json: &str) -> Result<Self, ProviderError> {
         let mut config: Config = config::parse(json)?;
         config.target = parse_endpoint(&config.endpoint)?;
-        let region_ok = !config.region.is_empty()
-            && config
-                .region
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let region_ok =
+            !config.region.is_empty() && config.region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !region_ok {
-            return Err(invalid(format!(
-                "region {:?} must be a region name such as \"us-east-1\"",
-                config.region
-            )));
+            return Err(invalid(format!("region {:?} must be a region name such as \"us-east-1\"", config.region)));
         }
         check_bucket(&config.bucket, config.path_style)?;
         check_prefix(&config.prefix)?;
@@ -109,9 +103,7 @@ impl Config {
         }
         let id_ok = |id: &String| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
         if !config.access_key_id_for_presign.as_ref().is_none_or(id_ok) {
-            return Err(invalid(
-                "access_key_id_for_presign must be an access key id (letters and digits)".into(),
-            ));
+            return Err(invalid("access_key_id_for_presign must be an access key id (letters and digits)".into()));
         }
         Ok(config)
     }
@@ -119,21 +111,17 @@ impl Config {
 
 fn parse_endpoint(endpoint: &str) -> Result<Target, ProviderError> {
     let hint = "write it as scheme://host[:port][/path], e.g. \"https://s3.us-east-1.amazonaws.com\" or \"http://127.0.0.1:8333\"";
-    let (scheme, rest) = endpoint
-        .split_once("://")
-        .ok_or_else(|| invalid(format!("endpoint {endpoint:?} has no scheme; {hint}")))?;
+    let (scheme, rest) =
+        endpoint.split_once("://").ok_or_else(|| invalid(format!("endpoint {endpoint:?} has no scheme; {hint}")))?;
     let default_port = match scheme {
         "http" => "80",
         "https" => "443",
         _ => {
-            return Err(invalid(format!(
-                "endpoint {endpoint:?}: only http and https are supported; {hint}"
-            )));
+            return Err(invalid(format!("endpoint {endpoint:?}: only http and https are supported; {hint}")));
         }
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) || path.contains(['?', '#'])
-    {
+    if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) || path.contains(['?', '#']) {
         return Err(invalid(format!(
             "endpoint {endpoint:?} must be a plain URL without credentials, query or fragment; {hint}"
         )));
@@ -144,35 +132,22 @@ fn parse_endpoint(endpoint: &str) -> Result<Target, ProviderError> {
     let authority = match authority.rsplit_once(':') {
         Some((host, port)) if !port.contains(']') => {
             if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(invalid(format!(
-                    "endpoint {endpoint:?} has a bad port; {hint}"
-                )));
+                return Err(invalid(format!("endpoint {endpoint:?} has a bad port; {hint}")));
             }
-            if port == default_port {
-                host.to_string()
-            } else {
-                authority
-            }
+            if port == default_port { host.to_string() } else { authority }
         }
         _ => authority,
     };
     let base_path = path.trim_end_matches('/');
     if base_path.split('/').any(|s| s == "." || s == "..") {
-        return Err(invalid(format!(
-            "endpoint {endpoint:?}: its path may not contain '.' or '..' segments"
-        )));
+        return Err(invalid(format!("endpoint {endpoint:?}: its path may not contain '.' or '..' segments")));
     }
-    Ok(Target {
-        scheme: scheme.to_string(),
-        authority,
-        base_path: base_path.to_string(),
-    })
+    Ok(Target { scheme: scheme.to_string(), authority, base_path: base_path.to_string() })
 }
 
 fn check_bucket(bucket: &str, path_style: bool) -> Result<(), ProviderError> {
-    let chars_ok = bucket.bytes().all(|b| {
-        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
-    });
+    let chars_ok =
+        bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_');
     if !(3..=63).contains(&bucket.len()) || !chars_ok {
         return Err(invalid(format!(
             "bucket {bucket:?} must be a bucket name: 3 to 63 lowercase letters, digits, '.', '-' or '_'"
@@ -205,31 +180,14 @@ mod tests {
     #[test]
     fn endpoints_split_into_what_sigv4_signs() {
         let t = parse_endpoint("http://127.0.0.1:8333").unwrap();
-        assert_eq!(
-            (
-                t.scheme.as_str(),
-                t.authority.as_str(),
-                t.base_path.as_str()
-            ),
-            ("http", "127.0.0.1:8333", "")
-        );
+        assert_eq!((t.scheme.as_str(), t.authority.as_str(), t.base_path.as_str()), ("http", "127.0.0.1:8333", ""));
         let t = parse_endpoint("https://S3.Example.com:443/storage/v1/s3/").unwrap();
-        assert_eq!(
-            (t.authority.as_str(), t.base_path.as_str()),
-            ("s3.example.com", "/storage/v1/s3")
-        );
+        assert_eq!((t.authority.as_str(), t.base_path.as_str()), ("s3.example.com", "/storage/v1/s3"));
         let t = parse_endpoint("http://[::1]:9000").unwrap();
         assert_eq!(t.authority, "[::1]:9000");
         let t = parse_endpoint("http://[::1]").unwrap();
         assert_eq!(t.authority, "[::1]");
-        for bad in [
-            "127.0.0.1:8333",
-            "ftp://x",
-            "http://u:p@x",
-            "http://x?y",
-            "http://x:8a",
-            "http:///",
-        ] {
+        for bad in ["127.0.0.1:8333", "ftp://x", "http://u:p@x", "http://x?y", "http://x:8a", "http:///"] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
     }

@@ -12,8 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use wharf_adapter_sdk::http::{self, Request, RequestBody, Response};
 use wharf_adapter_sdk::{
-    Body, ByteRange, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest,
-    log, range,
+    Body, ByteRange, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest, log, range,
 };
 
 use crate::config::{CONFIG, Config, MAX_PART};
@@ -99,12 +98,7 @@ fn signed(
 }
 
 /// Sends one signed request without a body and checks its status.
-fn send(
-    what: &str,
-    method: &str,
-    key: Option<&str>,
-    query: &str,
-) -> Result<Response, ProviderError> {
+fn send(what: &str, method: &str, key: Option<&str>, query: &str) -> Result<Response, ProviderError> {
     send_with(what, method, key, query, Vec::new())
 }
 
@@ -118,15 +112,7 @@ fn send_with(
 ) -> Result<Response, ProviderError> {
     let config = CONFIG.get()?;
     let signer = Signer::now(&config.region)?;
-    let request = signed(
-        &signer,
-        method,
-        key,
-        query,
-        headers,
-        EMPTY_SHA256,
-        RequestBody::Empty,
-    )?;
+    let request = signed(&signer, method, key, query, headers, EMPTY_SHA256, RequestBody::Empty)?;
     let response = http::send(request).map_err(|e| context(e, what))?;
     if !response.is_success() {
         return Err(from_response(what, &response));
@@ -145,35 +131,24 @@ fn xml_body(what: &str, response: &Response) -> Result<Element, ProviderError> {
     let text = response.text()?;
     parse::xml(&text).map_err(|e| {
         let start: String = text.chars().take(200).collect();
-        ProviderError::new(
-            ErrorKind::Other,
-            format!("{what}: unexpected answer: {e}; body starts: {start}"),
-        )
-        .with_status(response.status)
+        ProviderError::new(ErrorKind::Other, format!("{what}: unexpected answer: {e}; body starts: {start}"))
+            .with_status(response.status)
     })
 }
 
 fn now() -> Option<u64> {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 fn is_sha256(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The key a remote id names. Keys with `.` or `..` segments would be
 /// rewritten by URL normalisation on the way out, breaking the signature.
 fn key_of(remote_id: &str) -> Result<&str, ProviderError> {
     if remote_id.is_empty() || remote_id.split('/').any(|s| s == "." || s == "..") {
-        return Err(ProviderError::invalid(format!(
-            "{remote_id:?} is not an S3 key this adapter can address"
-        )));
+        return Err(ProviderError::invalid(format!("{remote_id:?} is not an S3 key this adapter can address")));
     }
     Ok(remote_id)
 }
@@ -195,18 +170,9 @@ fn encoded_name(name: &str) -> String {
 
 pub fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
     let config = CONFIG.get()?;
-    let UploadRequest {
-        content,
-        name,
-        mime,
-        size,
-        sha256,
-        ..
-    } = req;
+    let UploadRequest { content, name, mime, size, sha256, .. } = req;
     if !is_sha256(&sha256) {
-        return Err(ProviderError::invalid(format!(
-            "{sha256:?} is not a lowercase hex SHA-256"
-        )));
+        return Err(ProviderError::invalid(format!("{sha256:?} is not a lowercase hex SHA-256")));
     }
     let key = format!("{}{sha256}", config.prefix);
     let headers: Headers = vec![
@@ -241,26 +207,14 @@ fn put_object(
     let what = format!("PutObject {}", config.describe(key));
     // The host computed the digest of the whole content; signing it makes the
     // store check the bytes it receives against it.
-    let payload = if config.unsigned_payload {
-        UNSIGNED_PAYLOAD
-    } else {
-        sha256
-    };
+    let payload = if config.unsigned_payload { UNSIGNED_PAYLOAD } else { sha256 };
     if config.checksum_sha256 {
         let digest = hex::decode(sha256).expect("checked to be hex");
         let value = base64::engine::general_purpose::STANDARD.encode(digest);
         headers.push(("x-amz-checksum-sha256".into(), value));
     }
     let signer = Signer::now(&config.region)?;
-    let request = signed(
-        &signer,
-        "PUT",
-        Some(key),
-        "",
-        headers,
-        payload,
-        RequestBody::Body(content),
-    )?;
+    let request = signed(&signer, "PUT", Some(key), "", headers, payload, RequestBody::Body(content))?;
     let response = http::send(request).map_err(|e| context(e, &what))?;
     if !response.is_success() {
         return Err(from_response(&what, &response));
@@ -291,15 +245,7 @@ fn multipart_upload(
     let what = format!("CreateMultipartUpload {object}");
     let signer = Signer::now(&config.region)?;
     let query = canonical_query(&[("uploads", "")]);
-    let request = signed(
-        &signer,
-        "POST",
-        Some(key),
-        &query,
-        headers,
-        EMPTY_SHA256,
-        RequestBody::Empty,
-    )?;
+    let request = signed(&signer, "POST", Some(key), &query, headers, EMPTY_SHA256, RequestBody::Empty)?;
     let response = http::send(request).map_err(|e| context(e, &what))?;
     if !response.is_success() {
         return Err(from_response(&what, &response));
@@ -308,12 +254,7 @@ fn multipart_upload(
         .text_of("UploadId")
         .filter(|id| !id.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| {
-            ProviderError::new(
-                ErrorKind::Other,
-                format!("{what}: the answer has no UploadId"),
-            )
-        })?;
+        .ok_or_else(|| ProviderError::new(ErrorKind::Other, format!("{what}: the answer has no UploadId")))?;
     let result = upload_parts(config, key, &upload_id, content, size)
         .and_then(|etags| complete(config, key, &upload_id, &etags));
     if result.is_err() {
@@ -351,15 +292,7 @@ fn upload_parts(
             let number = (index + 1).to_string();
             let query = canonical_query(&[("partNumber", &number), ("uploadId", upload_id)]);
             let body = RequestBody::Body(slice);
-            requests.push(signed(
-                &signer,
-                "PUT",
-                Some(key),
-                &query,
-                Vec::new(),
-                UNSIGNED_PAYLOAD,
-                body,
-            )?);
+            requests.push(signed(&signer, "PUT", Some(key), &query, Vec::new(), UNSIGNED_PAYLOAD, body)?);
         }
         for (number, result) in (first + 1..).zip(http::send_batch(requests)) {
             let what = format!("UploadPart {number} of {parts} of {object}");
@@ -378,19 +311,11 @@ fn upload_parts(
     Ok(etags)
 }
 
-fn complete(
-    config: &Config,
-    key: &str,
-    upload_id: &str,
-    etags: &[String],
-) -> Result<(), ProviderError> {
+fn complete(config: &Config, key: &str, upload_id: &str, etags: &[String]) -> Result<(), ProviderError> {
     let what = format!("CompleteMultipartUpload {}", config.describe(key));
     let mut xml = String::from("<CompleteMultipartUpload>");
     for (number, etag) in (1..).zip(etags) {
-        xml.push_str(&format!(
-            "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
-            parse::escape(etag)
-        ));
+        xml.push_str(&format!("<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>", parse::escape(etag)));
     }
     xml.push_str("</CompleteMultipartUpload>");
     let payload = sigv4::sha256_hex(xml.as_bytes());
@@ -415,30 +340,18 @@ fn complete(
 /// caller hears about. A failed abort is logged, since its parts stay billed.
 fn abort(config: &Config, key: &str, upload_id: &str) {
     let query = canonical_query(&[("uploadId", upload_id)]);
-    let what = format!(
-        "AbortMultipartUpload {} (upload id {upload_id})",
-        config.describe(key)
-    );
+    let what = format!("AbortMultipartUpload {} (upload id {upload_id})", config.describe(key));
     if let Err(e) = send(&what, "DELETE", Some(key), &query) {
         log::log(
             log::Level::Warn,
-            &format!(
-                "{}; its parts stay stored until a lifecycle rule or an operator removes them",
-                e.message
-            ),
+            &format!("{}; its parts stay stored until a lifecycle rule or an operator removes them", e.message),
         );
     }
 }
 
-pub fn download(
-    remote_id: &str,
-    derived: bool,
-    range: Option<&ByteRange>,
-) -> Result<DownloadResult, ProviderError> {
+pub fn download(remote_id: &str, derived: bool, range: Option<&ByteRange>) -> Result<DownloadResult, ProviderError> {
     if derived {
-        return Err(ProviderError::unsupported(
-            "S3 keeps the original bytes only; it has no derived content",
-        ));
+        return Err(ProviderError::unsupported("S3 keeps the original bytes only; it has no derived content"));
     }
     let key = key_of(remote_id)?;
     let what = format!("GetObject {}", CONFIG.get()?.describe(key));
@@ -446,11 +359,7 @@ pub fn download(
     let response = send_with(&what, "GET", Some(key), "", headers)?;
     range::check_response(&what, range, &response)?;
     let mime = response.header("content-type").map(str::to_string);
-    Ok(DownloadResult {
-        content: response.body,
-        kind: ContentKind::Original,
-        mime,
-    })
+    Ok(DownloadResult { content: response.body, kind: ContentKind::Original, mime })
 }
 
 /// HeadObject, asking for the stored SHA-256 checksum too: an object that
@@ -472,9 +381,7 @@ pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {
             .header("x-amz-meta-name")
             .map(parse::percent_decode)
             .or_else(|| key.rsplit('/').next().map(str::to_string)),
-        size: response
-            .header("content-length")
-            .and_then(|v| v.parse().ok()),
+        size: response.header("content-length").and_then(|v| v.parse().ok()),
         sha256,
         mime: response.header("content-type").map(str::to_string),
         purpose: None,
@@ -489,15 +396,11 @@ pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {
 fn full_object_sha256(response: &Response) -> Option<String> {
     let checksum = response.header("x-amz-checksum-sha256")?;
     let composite = checksum.contains('-')
-        || response
-            .header("x-amz-checksum-type")
-            .is_some_and(|t| t.eq_ignore_ascii_case("COMPOSITE"));
+        || response.header("x-amz-checksum-type").is_some_and(|t| t.eq_ignore_ascii_case("COMPOSITE"));
     if composite {
         return None;
     }
-    let digest = base64::engine::general_purpose::STANDARD
-        .decode(checksum.trim())
-        .ok()?;
+    let digest = base64::engine::general_purpose::STANDARD.decode(checksum.trim()).ok()?;
     (digest.len() == 32).then(|| digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -527,9 +430,7 @@ pub fn list(cursor: Option<&str>, limit: u32) -> Result<Page, ProviderError> {
         .children("Contents")
         .filter_map(|entry| {
             let key = entry.text_of("Key")?;
-            let digest = key
-                .strip_prefix(config.prefix.as_str())
-                .filter(|d| is_sha256(d));
+            let digest = key.strip_prefix(config.prefix.as_str()).filter(|d| is_sha256(d));
             Some(ObjectInfo {
                 remote_id: key.to_string(),
                 name: None,
@@ -543,20 +444,16 @@ pub fn list(cursor: Option<&str>, limit: u32) -> Result<Page, ProviderError> {
         })
         .collect();
     let next_cursor = match document.text_of("IsTruncated") {
-        Some("true") => Some(
-            document
-                .text_of("NextContinuationToken")
-                .filter(|t| !t.is_empty())
-                .map(str::to_string)
-                .ok_or_else(|| {
+        Some("true") => {
+            Some(document.text_of("NextContinuationToken").filter(|t| !t.is_empty()).map(str::to_string).ok_or_else(
+                || {
                     ProviderError::new(
                         ErrorKind::Other,
-                        format!(
-                            "{what}: the listing is truncated but has no NextContinuationToken"
-                        ),
+                        format!("{what}: the listing is truncated but has no NextContinuationToken"),
                     )
-                })?,
-        ),
+                },
+            )?)
+        }
         _ => None,
     };
     Ok(Page { items, next_cursor })
@@ -575,9 +472,7 @@ pub fn delete(remote_id: &str) -> Result<(), ProviderError> {
 pub fn presign(remote_id: &str, expires_in_secs: u64) -> Result<String, ProviderError> {
     let config = CONFIG.get()?;
     let access_key_id = config.access_key_id_for_presign.as_deref().ok_or_else(|| {
-        ProviderError::unsupported(
-            "presigned URLs need access_key_id_for_presign in the provider's config",
-        )
+        ProviderError::unsupported("presigned URLs need access_key_id_for_presign in the provider's config")
     })?;
     if !(1..=MAX_PRESIGN_SECS).contains(&expires_in_secs) {
         return Err(ProviderError::invalid(format!(
@@ -586,8 +481,7 @@ pub fn presign(remote_id: &str, expires_in_secs: u64) -> Result<String, Provider
     }
     let key = key_of(remote_id)?;
     let (host, path) = (config.host(), config.path(Some(key)));
-    let query =
-        Signer::now(&config.region)?.presign_query(access_key_id, &path, &host, expires_in_secs);
+    let query = Signer::now(&config.region)?.presign_query(access_key_id, &path, &host, expires_in_secs);
     Ok(format!("{}://{host}{path}?{query}", config.target.scheme))
 }
 
@@ -614,10 +508,7 @@ mod tests {
         };
         let path_style = config("");
         assert_eq!(path_style.host(), "s3.example.com");
-        assert_eq!(
-            path_style.path(Some("p/a b+c")),
-            "/base/my-bucket/p/a%20b%2Bc"
-        );
+        assert_eq!(path_style.path(Some("p/a b+c")), "/base/my-bucket/p/a%20b%2Bc");
         assert_eq!(path_style.path(None), "/base/my-bucket");
         let virtual_hosted = config(r#", "path_style": false"#);
         assert_eq!(virtual_hosted.host(), "my-bucket.s3.example.com");
@@ -634,9 +525,6 @@ mod tests {
         assert_eq!(encoded_name("März 1.pdf"), "M%C3%A4rz%201.pdf");
         let long = "ü".repeat(1000);
         let encoded = encoded_name(&long);
-        assert!(
-            encoded.len() <= MAX_NAME_BYTES && encoded.ends_with("%BC"),
-            "{encoded}"
-        );
+        assert!(encoded.len() <= MAX_NAME_BYTES && encoded.ends_with("%BC"), "{encoded}");
     }
 }

@@ -24,12 +24,8 @@ fn kind_of(code: &str, retry_after_ms: Option<u64>) -> Option<ErrorKind> {
         | "RequestTimeTooSkewed"
         | "MissingSecurityHeader" => ErrorKind::Unauthorized,
         "AccessDenied" | "AllAccessDisabled" | "AccountProblem" => ErrorKind::Forbidden,
-        "SlowDown" | "TooManyRequests" | "RequestLimitExceeded" => {
-            ErrorKind::RateLimited(retry_after_ms)
-        }
-        "InternalError" | "ServiceUnavailable" | "RequestTimeout" | "OperationAborted" => {
-            ErrorKind::Unavailable
-        }
+        "SlowDown" | "TooManyRequests" | "RequestLimitExceeded" => ErrorKind::RateLimited(retry_after_ms),
+        "InternalError" | "ServiceUnavailable" | "RequestTimeout" | "OperationAborted" => ErrorKind::Unavailable,
         "EntityTooLarge" => ErrorKind::TooLarge,
         _ => return None,
     })
@@ -56,33 +52,18 @@ fn hint(code: &str, status: u16) -> &'static str {
 /// `what` names the operation and object, e.g. `GetObject bucket/key`.
 fn classify(what: &str, status: u16, retry_after_ms: Option<u64>, body: &str) -> ProviderError {
     let document = parse::xml(body).ok().filter(|doc| doc.name == "Error");
-    let code = document
-        .as_ref()
-        .and_then(|d| d.text_of("Code"))
-        .unwrap_or("");
-    let kind = kind_of(code, retry_after_ms)
-        .unwrap_or_else(|| ErrorKind::from_status(status, retry_after_ms));
-    let message = match document
-        .as_ref()
-        .and_then(|d| d.text_of("Message"))
-        .filter(|m| !m.is_empty())
-    {
+    let code = document.as_ref().and_then(|d| d.text_of("Code")).unwrap_or("");
+    let kind = kind_of(code, retry_after_ms).unwrap_or_else(|| ErrorKind::from_status(status, retry_after_ms));
+    let message = match document.as_ref().and_then(|d| d.text_of("Message")).filter(|m| !m.is_empty()) {
         Some(message) => format!("{what}: {message}{}", hint(code, status)),
-        None if body.trim().is_empty() => format!(
-            "{what}: HTTP {status} without an error body{}",
-            hint(code, status)
-        ),
+        None if body.trim().is_empty() => format!("{what}: HTTP {status} without an error body{}", hint(code, status)),
         None => {
             let start: String = body.chars().take(200).collect();
             format!("{what}: HTTP {status}, body starts: {start}")
         }
     };
     let error = ProviderError::new(kind, message).with_status(status);
-    if code.is_empty() {
-        error
-    } else {
-        error.with_code(code)
-    }
+    if code.is_empty() { error } else { error.with_code(code) }
 }
 
 /// Classifies a non-2xx response, reading its (small) error body.
@@ -110,33 +91,16 @@ mod tests {
     #[test]
     fn codes_decide_the_kind() {
         assert!(matches!(kind("NoSuchKey", 404), ErrorKind::NotFound));
-        assert!(matches!(
-            kind("SignatureDoesNotMatch", 403),
-            ErrorKind::Unauthorized
-        ));
+        assert!(matches!(kind("SignatureDoesNotMatch", 403), ErrorKind::Unauthorized));
         assert!(matches!(kind("AccessDenied", 403), ErrorKind::Forbidden));
-        assert!(matches!(
-            kind("SlowDown", 503),
-            ErrorKind::RateLimited(Some(5))
-        ));
+        assert!(matches!(kind("SlowDown", 503), ErrorKind::RateLimited(Some(5))));
         assert!(matches!(kind("InternalError", 200), ErrorKind::Unavailable));
         assert!(matches!(kind("EntityTooLarge", 400), ErrorKind::TooLarge));
-        assert!(matches!(
-            kind("InvalidPart", 400),
-            ErrorKind::InvalidRequest
-        ));
+        assert!(matches!(kind("InvalidPart", 400), ErrorKind::InvalidRequest));
         let body = "<Error><Code>InvalidAccessKeyId</Code><Message>told</Message></Error>";
         let e = classify("Op b/k", 403, None, body);
-        assert_eq!(
-            (e.status, e.code.as_deref()),
-            (Some(403), Some("InvalidAccessKeyId"))
-        );
-        assert!(
-            e.message
-                .starts_with("Op b/k: told (check the access_key_id"),
-            "{}",
-            e.message
-        );
+        assert_eq!((e.status, e.code.as_deref()), (Some(403), Some("InvalidAccessKeyId")));
+        assert!(e.message.starts_with("Op b/k: told (check the access_key_id"), "{}", e.message);
     }
 
     #[test]

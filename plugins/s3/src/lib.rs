@@ -14,8 +14,8 @@ mod reference;
 mod sigv4;
 
 use wharf_adapter_sdk::{
-    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
-    ProviderError, UploadRequest, export_adapter,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    UploadRequest, export_adapter,
 };
 
 /// S3's portable ceiling for one object (AWS now allows more; compatible
@@ -48,11 +48,7 @@ impl Adapter for S3 {
         core::upload(req)
     }
 
-    fn download(
-        target: ObjectRef,
-        derived: bool,
-        range: Option<ByteRange>,
-    ) -> Result<DownloadResult, ProviderError> {
+    fn download(target: ObjectRef, derived: bool, range: Option<ByteRange>) -> Result<DownloadResult, ProviderError> {
         core::download(&target.remote_id, derived, range.as_ref())
     }
 

@@ -35,28 +35,21 @@ pub fn xml(text: &str) -> Result<Element, String> {
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("malformed XML at byte {}: {e}", reader.buffer_position()))?;
+        let event =
+            reader.read_event().map_err(|e| format!("malformed XML at byte {}: {e}", reader.buffer_position()))?;
         match event {
-            Event::Start(start) => stack.push(Element {
-                name: start.local_name().as_ref().to_string(),
-                ..Element::default()
-            }),
+            Event::Start(start) => {
+                stack.push(Element { name: start.local_name().as_ref().to_string(), ..Element::default() })
+            }
             Event::Empty(start) => {
-                let element = Element {
-                    name: start.local_name().as_ref().to_string(),
-                    ..Element::default()
-                };
+                let element = Element { name: start.local_name().as_ref().to_string(), ..Element::default() };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(element),
                     None => return Ok(element),
                 }
             }
             Event::End(_) => {
-                let element = stack
-                    .pop()
-                    .ok_or("unbalanced XML: a closing tag without an opening one")?;
+                let element = stack.pop().ok_or("unbalanced XML: a closing tag without an opening one")?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(element),
                     None => return Ok(element),
@@ -128,14 +121,7 @@ pub fn iso8601(text: &str) -> Option<u64> {
     if !separators_ok {
         return None;
     }
-    epoch_secs(
-        num(0..4)? as i64,
-        num(5..7)? as u32,
-        num(8..10)? as u32,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    )
+    epoch_secs(num(0..4)? as i64, num(5..7)? as u32, num(8..10)? as u32, num(11..13)?, num(14..16)?, num(17..19)?)
 }
 
 /// `Wed, 01 May 2024 12:34:56 GMT` (RFC 7231's preferred form), as HeadObject
@@ -145,9 +131,7 @@ pub fn http_date(text: &str) -> Option<u64> {
     let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
         return None;
     };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let month = MONTHS.iter().position(|m| m == month)? as u32 + 1;
     let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
@@ -160,9 +144,7 @@ pub fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -188,24 +170,19 @@ mod tests {
         .unwrap();
         assert_eq!(doc.name, "Error");
         assert_eq!(doc.text_of("Code"), Some("NoSuchKey"));
-        assert_eq!(
-            doc.text_of("Message"),
-            Some("The key <a&b> does not exist!")
-        );
+        assert_eq!(doc.text_of("Message"), Some("The key <a&b> does not exist!"));
         assert!(xml("<Error><Code>x</Error>").is_err());
         assert!(xml("not xml").is_err());
     }
 
     #[test]
     fn list_documents() {
-        let doc = xml(r#"<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><IsTruncated>true</IsTruncated>
+        let doc =
+            xml(r#"<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><IsTruncated>true</IsTruncated>
 <Contents><Key>p/a</Key><Size>3</Size></Contents><Contents><Key>p/b</Key><Size>4</Size></Contents><Prefix/>
 <NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"#)
-        .unwrap();
-        let keys: Vec<_> = doc
-            .children("Contents")
-            .filter_map(|c| c.text_of("Key"))
-            .collect();
+            .unwrap();
+        let keys: Vec<_> = doc.children("Contents").filter_map(|c| c.text_of("Key")).collect();
         assert_eq!(keys, ["p/a", "p/b"]);
         assert_eq!(doc.text_of("NextContinuationToken"), Some("tok"));
         assert_eq!(doc.text_of("Prefix"), Some(""));
@@ -215,10 +192,7 @@ mod tests {
     fn dates() {
         assert_eq!(iso8601("2013-05-24T00:00:00.000Z"), Some(1_369_353_600));
         assert_eq!(iso8601("2000-02-29T12:34:56Z"), Some(951_827_696));
-        assert_eq!(
-            http_date("Fri, 24 May 2013 00:00:00 GMT"),
-            Some(1_369_353_600)
-        );
+        assert_eq!(http_date("Fri, 24 May 2013 00:00:00 GMT"), Some(1_369_353_600));
         assert_eq!(iso8601("yesterday"), None);
         assert_eq!(http_date("Fri, 24 Mai 2013 00:00:00 GMT"), None);
     }

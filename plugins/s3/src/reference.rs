@@ -34,9 +34,7 @@ pub fn key_of(config: &Config, reference: &str) -> Result<String, ProviderError>
         )));
     }
     if key.is_empty() || key.ends_with('/') {
-        return Err(ProviderError::invalid(format!(
-            "{reference:?} names a bucket or a folder, not an object"
-        )));
+        return Err(ProviderError::invalid(format!("{reference:?} names a bucket or a folder, not an object")));
     }
     Ok(key)
 }
@@ -65,10 +63,8 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        Config::parse(
-            r#"{"endpoint": "https://s3.example.com/base", "region": "us-east-1", "bucket": "my-bucket"}"#,
-        )
-        .unwrap()
+        Config::parse(r#"{"endpoint": "https://s3.example.com/base", "region": "us-east-1", "bucket": "my-bucket"}"#)
+            .unwrap()
     }
 
     #[test]
@@ -80,11 +76,7 @@ mod tests {
             "https://my-bucket.s3.example.com/base/users/alice/a%20b.pdf?X-Amz-Signature=abc",
             "HTTPS://S3.EXAMPLE.COM/base/my-bucket/users/alice/a%20b.pdf",
         ] {
-            assert_eq!(
-                key_of(&config, reference).unwrap(),
-                "users/alice/a b.pdf",
-                "{reference}"
-            );
+            assert_eq!(key_of(&config, reference).unwrap(), "users/alice/a b.pdf", "{reference}");
         }
     }
 

@@ -36,10 +36,7 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 pub fn uri_encode(text: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~')
-            || (keep_slash && b == b'/')
-        {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -51,16 +48,10 @@ pub fn uri_encode(text: &str, keep_slash: bool) -> String {
 /// The canonical query string, which is also what the request URL carries, so
 /// that the store sees exactly what was signed.
 pub fn canonical_query(params: &[(&str, &str)]) -> String {
-    let mut encoded: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
-        .collect();
+    let mut encoded: Vec<(String, String)> =
+        params.iter().map(|(k, v)| (uri_encode(k, false), uri_encode(v, false))).collect();
     encoded.sort();
-    encoded
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    encoded.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
 /// Header values as SigV4 canonicalises them: trimmed, inner runs of spaces
@@ -73,12 +64,7 @@ fn canonical_value(value: &str) -> String {
 pub fn amz_timestamp(secs: u64) -> String {
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01
@@ -106,9 +92,7 @@ pub struct Signer {
 impl Signer {
     /// A signer for requests sent now. One host call, for the date key.
     pub fn now(region: &str) -> Result<Self, ProviderError> {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let timestamp = amz_timestamp(secs);
         let k_date = secrets::hmac_sha256(SECRET_ACCESS_KEY, "AWS4", &timestamp.as_bytes()[..8])?;
         Ok(Self::from_date_key(&k_date, &timestamp, region))
@@ -120,20 +104,12 @@ impl Signer {
         let k_service = hmac(&k_region, b"s3");
         let key = hmac(&k_service, b"aws4_request");
         let scope = format!("{}/{region}/s3/aws4_request", &timestamp[..8]);
-        Self {
-            key,
-            timestamp: timestamp.to_string(),
-            scope,
-        }
+        Self { key, timestamp: timestamp.to_string(), scope }
     }
 
     fn signature(&self, canonical_request: &str) -> String {
-        let string_to_sign = format!(
-            "{ALGORITHM}\n{}\n{}\n{}",
-            self.timestamp,
-            self.scope,
-            sha256_hex(canonical_request.as_bytes())
-        );
+        let string_to_sign =
+            format!("{ALGORITHM}\n{}\n{}\n{}", self.timestamp, self.scope, sha256_hex(canonical_request.as_bytes()));
         hex::encode(hmac(&self.key, string_to_sign.as_bytes()))
     }
 
@@ -154,17 +130,13 @@ impl Signer {
         for (_, value) in headers.iter_mut() {
             *value = canonical_value(value);
         }
-        let mut signed: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .chain([("host", host)])
-            .collect();
+        let mut signed: Vec<(&str, &str)> =
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).chain([("host", host)]).collect();
         signed.sort();
         let canonical_headers: String = signed.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
         let signed_headers = signed.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(";");
-        let canonical_request = format!(
-            "{method}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n{payload_sha256}"
-        );
+        let canonical_request =
+            format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n{payload_sha256}");
         format!(
             "{ALGORITHM} Credential={{{{secret:{ACCESS_KEY_ID}}}}}/{}, SignedHeaders={signed_headers}, Signature={}",
             self.scope,
@@ -173,13 +145,7 @@ impl Signer {
     }
 
     /// The query string of a presigned GET of `path`, signature included.
-    pub fn presign_query(
-        &self,
-        access_key_id: &str,
-        path: &str,
-        host: &str,
-        expires_secs: u64,
-    ) -> String {
+    pub fn presign_query(&self, access_key_id: &str, path: &str, host: &str, expires_secs: u64) -> String {
         let credential = format!("{access_key_id}/{}", self.scope);
         let expires = expires_secs.to_string();
         let query = canonical_query(&[
@@ -189,12 +155,8 @@ impl Signer {
             ("X-Amz-Expires", &expires),
             ("X-Amz-SignedHeaders", "host"),
         ]);
-        let canonical_request =
-            format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\n{UNSIGNED_PAYLOAD}");
-        format!(
-            "{query}&X-Amz-Signature={}",
-            self.signature(&canonical_request)
-        )
+        let canonical_request = format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\n{UNSIGNED_PAYLOAD}");
+        format!("{query}&X-Amz-Signature={}", self.signature(&canonical_request))
     }
 }
 
@@ -226,31 +188,19 @@ mod tests {
         assert!(auth.starts_with(
             "AWS4-HMAC-SHA256 Credential={{secret:access_key_id}}/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
         ), "{auth}");
-        assert_eq!(
-            signature(&auth),
-            "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
-        );
+        assert_eq!(signature(&auth), "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
     }
 
     #[test]
     fn put_object_with_an_encoded_key() {
         let payload = sha256_hex(b"Welcome to Amazon S3.");
         let mut headers = vec![
-            (
-                "date".to_string(),
-                "Fri, 24 May 2013 00:00:00 GMT".to_string(),
-            ),
-            (
-                "x-amz-storage-class".to_string(),
-                "REDUCED_REDUNDANCY".to_string(),
-            ),
+            ("date".to_string(), "Fri, 24 May 2013 00:00:00 GMT".to_string()),
+            ("x-amz-storage-class".to_string(), "REDUCED_REDUNDANCY".to_string()),
         ];
         let path = format!("/{}", uri_encode("test$file.text", true));
         let auth = signer().authorize("PUT", &path, "", HOST, &mut headers, &payload);
-        assert_eq!(
-            signature(&auth),
-            "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
-        );
+        assert_eq!(signature(&auth), "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd");
     }
 
     #[test]
@@ -258,10 +208,7 @@ mod tests {
         let query = canonical_query(&[("prefix", "J"), ("max-keys", "2")]);
         assert_eq!(query, "max-keys=2&prefix=J");
         let auth = signer().authorize("GET", "/", &query, HOST, &mut Vec::new(), EMPTY);
-        assert_eq!(
-            signature(&auth),
-            "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
-        );
+        assert_eq!(signature(&auth), "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7");
     }
 
     #[test]
@@ -269,9 +216,7 @@ mod tests {
         let query = signer().presign_query("AKIAIOSFODNN7EXAMPLE", "/test.txt", HOST, 86_400);
         assert!(query.starts_with("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&"), "{query}");
         assert!(
-            query.ends_with(
-                "X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
-            ),
+            query.ends_with("X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"),
             "{query}"
         );
     }

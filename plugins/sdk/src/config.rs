@@ -30,9 +30,7 @@ impl<T> Slot<T> {
     /// The config stored by `init`. The host always calls `init` first; an
     /// operation reached without it is a host bug, reported as such.
     pub fn get(&self) -> Result<&T, ProviderError> {
-        self.0.get().ok_or_else(|| {
-            ProviderError::new(ErrorKind::Other, "operation called before init")
-        })
+        self.0.get().ok_or_else(|| ProviderError::new(ErrorKind::Other, "operation called before init"))
     }
 }
 

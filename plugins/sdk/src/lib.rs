@@ -20,8 +20,8 @@ pub mod range;
 pub mod response;
 
 pub use exports::wharf::provider::adapter::{
-    ByteRange, Capabilities, ContentKind, DownloadResult, DownloadSupport, Guest as Adapter,
-    ObjectRef, Page, UploadRequest,
+    ByteRange, Capabilities, ContentKind, DownloadResult, DownloadSupport, Guest as Adapter, ObjectRef, Page,
+    UploadRequest,
 };
 pub use wharf::provider::types::{Body, ErrorKind, ObjectInfo, ProviderError};
 pub use wharf::provider::{http, log, secrets, storage};

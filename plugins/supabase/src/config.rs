@@ -75,25 +75,22 @@ impl Config {
     pub fn parse(json: &str) -> Result<Self, ProviderError> {
         let mut config: Config = config::parse(json)?;
         config.base_url = config.base_url.trim_end_matches('/').to_string();
-        let scheme_ok =
-            config.base_url.starts_with("https://") || config.base_url.starts_with("http://");
+        let scheme_ok = config.base_url.starts_with("https://") || config.base_url.starts_with("http://");
         if !scheme_ok || config.base_url.contains(['?', '#']) {
             return Err(ProviderError::invalid(format!(
                 "base_url {:?} must be an http(s) URL such as \"https://<ref>.supabase.co/storage/v1\"",
                 config.base_url
             )));
         }
-        let bucket_ok =
-            !config.bucket.is_empty() && config.bucket.chars().all(|c| is_key_char(c) && c != '/');
+        let bucket_ok = !config.bucket.is_empty() && config.bucket.chars().all(|c| is_key_char(c) && c != '/');
         if !bucket_ok {
             return Err(ProviderError::invalid(format!(
                 "bucket {:?} must be a bucket id: a non-empty name without '/'",
                 config.bucket
             )));
         }
-        let prefix_ok = config.prefix.chars().all(is_key_char)
-            && !config.prefix.starts_with('/')
-            && !config.prefix.contains("//");
+        let prefix_ok =
+            config.prefix.chars().all(is_key_char) && !config.prefix.starts_with('/') && !config.prefix.contains("//");
         if !prefix_ok {
             return Err(ProviderError::invalid(format!(
                 "prefix {:?} may use only Supabase key characters (A-Z a-z 0-9 _ / ! . * ' ( ) space & $ = @ ; : + , ? -), not start with '/' nor contain '//'",
@@ -101,9 +98,7 @@ impl Config {
             )));
         }
         if config.signed_url_expiry == 0 {
-            return Err(ProviderError::invalid(
-                "signed_url_expiry must be at least 1 second",
-            ));
+            return Err(ProviderError::invalid("signed_url_expiry must be at least 1 second"));
         }
         Ok(config)
     }

@@ -12,8 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_adapter_sdk::http::{self, Request, RequestBody, Response};
 use wharf_adapter_sdk::{
-    Body, ByteRange, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError,
-    UploadRequest, log, range,
+    Body, ByteRange, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest, log, range,
 };
 
 use crate::config::{Auth, CONFIG, Config, ListVersion, is_key_char};
@@ -36,10 +35,7 @@ const MAX_PAGE: u32 = 1000;
 fn headers(config: &Config) -> Vec<(String, String)> {
     let mut headers = vec![("apikey".to_string(), "{{secret:api_key}}".to_string())];
     if config.auth == Auth::Both {
-        headers.push((
-            "authorization".to_string(),
-            "Bearer {{secret:api_key}}".to_string(),
-        ));
+        headers.push(("authorization".to_string(), "Bearer {{secret:api_key}}".to_string()));
     }
     headers
 }
@@ -51,12 +47,7 @@ fn send(
     body: RequestBody,
     what: &str,
 ) -> Result<Response, ProviderError> {
-    let request = Request {
-        method: method.to_string(),
-        url,
-        headers,
-        body,
-    };
+    let request = Request { method: method.to_string(), url, headers, body };
     // The host's message names the method and URL; this names the operation.
     http::send(request).map_err(|mut e| {
         e.message = format!("Supabase {what}: {}", e.message);
@@ -73,21 +64,14 @@ fn call(
     what: &str,
 ) -> Result<Response, ProviderError> {
     let response = send(method, url, headers, body, what)?;
-    if response.is_success() {
-        Ok(response)
-    } else {
-        Err(from_response(&response, what))
-    }
+    if response.is_success() { Ok(response) } else { Err(from_response(&response, what)) }
 }
 
 /// A JSON request body with the auth headers.
 fn json_request(config: &Config, body: &Value) -> (Vec<(String, String)>, RequestBody) {
     let mut headers = headers(config);
     headers.push(("content-type".into(), "application/json".into()));
-    (
-        headers,
-        RequestBody::Bytes(serde_json::to_vec(body).expect("JSON values serialize")),
-    )
+    (headers, RequestBody::Bytes(serde_json::to_vec(body).expect("JSON values serialize")))
 }
 
 /// Percent-encodes a path (keeping `/`): keys may hold spaces, `?`, `&`, ...
@@ -105,37 +89,25 @@ fn encode_path(path: &str) -> String {
 
 /// `{base}/object/{route}{bucket}/{key}`, e.g. route `info/`.
 fn object_url(config: &Config, route: &str, key: &str) -> String {
-    format!(
-        "{}/object/{route}{}/{}",
-        config.base_url,
-        encode_path(&config.bucket),
-        encode_path(key)
-    )
+    format!("{}/object/{route}{}/{}", config.base_url, encode_path(&config.bucket), encode_path(key))
 }
 
 /// The object key a remote id names. Ids are keys this adapter made; one
 /// outside Supabase's key charset cannot name an object there.
 fn key_of(remote_id: &str) -> Result<&str, ProviderError> {
     if remote_id.is_empty() || remote_id.starts_with('/') || !remote_id.chars().all(is_key_char) {
-        return Err(ProviderError::invalid(format!(
-            "{remote_id:?} is not a Supabase object key made by this adapter"
-        )));
+        return Err(ProviderError::invalid(format!("{remote_id:?} is not a Supabase object key made by this adapter")));
     }
     Ok(remote_id)
 }
 
 fn is_sha256(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The content digest a key carries, when it is one of this adapter's keys.
 fn sha256_of(config: &Config, key: &str) -> Option<String> {
-    key.strip_prefix(config.prefix.as_str())
-        .filter(|rest| is_sha256(rest))
-        .map(str::to_string)
+    key.strip_prefix(config.prefix.as_str()).filter(|rest| is_sha256(rest)).map(str::to_string)
 }
 
 // ---- upload ----
@@ -165,13 +137,7 @@ pub fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
             headers.push(("x-upsert".into(), "true".into()));
         }
         let what = format!("upload of {}/{key}", config.bucket);
-        call(
-            "POST",
-            object_url(config, "", &key),
-            headers,
-            RequestBody::Body(req.content),
-            &what,
-        )?;
+        call("POST", object_url(config, "", &key), headers, RequestBody::Body(req.content), &what)?;
     }
     Ok(ObjectInfo {
         remote_id: key,
@@ -205,16 +171,12 @@ fn tus_upload(
     metadata: &str,
 ) -> Result<(), ProviderError> {
     let what = format!("resumable upload of {}/{key}", config.bucket);
-    let upload_metadata = [
-        ("bucketName", config.bucket.as_str()),
-        ("objectName", key),
-        ("contentType", mime),
-        ("metadata", metadata),
-    ]
-    .iter()
-    .map(|(name, value)| format!("{name} {}", BASE64.encode(value)))
-    .collect::<Vec<_>>()
-    .join(",");
+    let upload_metadata =
+        [("bucketName", config.bucket.as_str()), ("objectName", key), ("contentType", mime), ("metadata", metadata)]
+            .iter()
+            .map(|(name, value)| format!("{name} {}", BASE64.encode(value)))
+            .collect::<Vec<_>>()
+            .join(",");
     let mut create = tus_headers(config);
     create.push(("upload-length".into(), size.to_string()));
     create.push(("upload-metadata".into(), upload_metadata));
@@ -223,10 +185,7 @@ fn tus_upload(
     let location = created.header("location").ok_or_else(|| {
         ProviderError::new(
             ErrorKind::Other,
-            format!(
-                "Supabase {what}: the server created the upload (HTTP {}) without a Location",
-                created.status
-            ),
+            format!("Supabase {what}: the server created the upload (HTTP {}) without a Location", created.status),
         )
         .with_status(created.status)
     })?;
@@ -254,9 +213,7 @@ fn resolve_location(config: &Config, location: &str) -> String {
     }
     if location.starts_with('/') {
         let after_scheme = config.base_url.find("://").map_or(0, |i| i + 3);
-        let origin_end = config.base_url[after_scheme..]
-            .find('/')
-            .map_or(config.base_url.len(), |i| i + after_scheme);
+        let origin_end = config.base_url[after_scheme..].find('/').map_or(config.base_url.len(), |i| i + after_scheme);
         return format!("{}{location}", &config.base_url[..origin_end]);
     }
     format!("{}/upload/resumable/{location}", config.base_url)
@@ -287,18 +244,9 @@ fn send_chunk(
     let chunk = content.slice(offset, length).map_err(ChunkFailure::Fatal)?;
     let mut headers = tus_headers(config);
     headers.push(("upload-offset".into(), offset.to_string()));
-    headers.push((
-        "content-type".into(),
-        "application/offset+octet-stream".into(),
-    ));
+    headers.push(("content-type".into(), "application/offset+octet-stream".into()));
     let chunk_what = format!("{what}, chunk at byte {offset}");
-    let response = match send(
-        "PATCH",
-        url.to_string(),
-        headers,
-        RequestBody::Body(chunk),
-        &chunk_what,
-    ) {
+    let response = match send("PATCH", url.to_string(), headers, RequestBody::Body(chunk), &chunk_what) {
         Ok(response) => response,
         Err(e) if matches!(e.kind, ErrorKind::Unavailable) => return Err(ChunkFailure::Resume(e)),
         Err(e) => return Err(ChunkFailure::Fatal(e)),
@@ -306,16 +254,9 @@ fn send_chunk(
     if !response.is_success() {
         let resumable = matches!(response.status, 409 | 423 | 429 | 499 | 500..=599);
         let error = from_response(&response, &chunk_what);
-        return Err(if resumable {
-            ChunkFailure::Resume(error)
-        } else {
-            ChunkFailure::Fatal(error)
-        });
+        return Err(if resumable { ChunkFailure::Resume(error) } else { ChunkFailure::Fatal(error) });
     }
-    let next = response
-        .header("upload-offset")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(offset + length);
+    let next = response.header("upload-offset").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(offset + length);
     if next <= offset || next > size {
         return Err(ChunkFailure::Fatal(
             ProviderError::new(
@@ -350,24 +291,13 @@ fn resume(
         }
         log::log(
             log::Level::Warn,
-            &format!(
-                "{}; resuming (attempt {} of {TUS_MAX_FAILURES})",
-                failure.message, *failures
-            ),
+            &format!("{}; resuming (attempt {} of {TUS_MAX_FAILURES})", failure.message, *failures),
         );
         std::thread::sleep(TUS_FIRST_PAUSE * (1 << (*failures - 1)));
         let head_what = format!("{what}, asking for the offset");
-        match send(
-            "HEAD",
-            url.to_string(),
-            tus_headers(config),
-            RequestBody::Empty,
-            &head_what,
-        ) {
+        match send("HEAD", url.to_string(), tus_headers(config), RequestBody::Empty, &head_what) {
             Ok(response) if response.is_success() => {
-                let reported = response
-                    .header("upload-offset")
-                    .and_then(|v| v.trim().parse::<u64>().ok());
+                let reported = response.header("upload-offset").and_then(|v| v.trim().parse::<u64>().ok());
                 return match reported {
                     Some(at) if at <= size => Ok(at),
                     _ => Err(ProviderError::new(
@@ -390,11 +320,7 @@ fn resume(
 
 // ---- download, stat, delete, presign ----
 
-pub fn download(
-    remote_id: &str,
-    derived: bool,
-    range: Option<&ByteRange>,
-) -> Result<DownloadResult, ProviderError> {
+pub fn download(remote_id: &str, derived: bool, range: Option<&ByteRange>) -> Result<DownloadResult, ProviderError> {
     if derived {
         return Err(ProviderError::unsupported(
             "Supabase Storage keeps the original bytes only; it has no derived content",
@@ -405,20 +331,10 @@ pub fn download(
     let what = format!("download of {}/{key}", config.bucket);
     let mut headers = headers(config);
     headers.extend(range::request_header(range));
-    let response = call(
-        "GET",
-        object_url(config, "", key),
-        headers,
-        RequestBody::Empty,
-        &what,
-    )?;
+    let response = call("GET", object_url(config, "", key), headers, RequestBody::Empty, &what)?;
     range::check_response(&format!("Supabase {what}"), range, &response)?;
     let mime = response.header("content-type").map(str::to_string);
-    Ok(DownloadResult {
-        content: response.body,
-        kind: ContentKind::Original,
-        mime,
-    })
+    Ok(DownloadResult { content: response.body, kind: ContentKind::Original, mime })
 }
 
 /// A reference in one of the forms of `reference`, checked to exist.
@@ -443,32 +359,18 @@ pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {
     let config = CONFIG.get()?;
     let key = key_of(remote_id)?;
     let what = format!("stat of {}/{key}", config.bucket);
-    let info: Info = call(
-        "GET",
-        object_url(config, "info/", key),
-        headers(config),
-        RequestBody::Empty,
-        &what,
-    )?
-    .json()?;
+    let info: Info =
+        call("GET", object_url(config, "info/", key), headers(config), RequestBody::Empty, &what)?.json()?;
     let system = info.metadata.as_ref();
     // Ours when it carries the digest we put there; else Supabase's own.
-    let user = info
-        .user_metadata
-        .as_ref()
-        .or(system.filter(|m| m.get("sha256").is_some()));
+    let user = info.user_metadata.as_ref().or(system.filter(|m| m.get("sha256").is_some()));
     let text = |value: Option<&Value>, field: &str| {
-        value
-            .and_then(|v| v.get(field))
-            .and_then(Value::as_str)
-            .map(str::to_string)
+        value.and_then(|v| v.get(field)).and_then(Value::as_str).map(str::to_string)
     };
     Ok(ObjectInfo {
         remote_id: key.to_string(),
         name: text(user, "name").or(info.name.filter(|n| n != key)),
-        size: info
-            .size
-            .or_else(|| system.and_then(|m| m.get("size")).and_then(Value::as_u64)),
+        size: info.size.or_else(|| system.and_then(|m| m.get("size")).and_then(Value::as_u64)),
         sha256: sha256_of(config, key).or_else(|| text(user, "sha256").filter(|s| is_sha256(s))),
         mime: info.content_type.or_else(|| text(system, "mimetype")),
         purpose: text(user, "purpose"),
@@ -481,13 +383,7 @@ pub fn delete(remote_id: &str) -> Result<(), ProviderError> {
     let config = CONFIG.get()?;
     let key = key_of(remote_id)?;
     let what = format!("delete of {}/{key}", config.bucket);
-    call(
-        "DELETE",
-        object_url(config, "", key),
-        headers(config),
-        RequestBody::Empty,
-        &what,
-    )?;
+    call("DELETE", object_url(config, "", key), headers(config), RequestBody::Empty, &what)?;
     Ok(())
 }
 
@@ -500,21 +396,10 @@ struct Signed {
 pub fn presign(remote_id: &str, expires_in_secs: u64) -> Result<String, ProviderError> {
     let config = CONFIG.get()?;
     let key = key_of(remote_id)?;
-    let expires_in = if expires_in_secs == 0 {
-        config.signed_url_expiry
-    } else {
-        expires_in_secs
-    };
+    let expires_in = if expires_in_secs == 0 { config.signed_url_expiry } else { expires_in_secs };
     let what = format!("signing a URL for {}/{key}", config.bucket);
     let (headers, body) = json_request(config, &json!({ "expiresIn": expires_in }));
-    let signed: Signed = call(
-        "POST",
-        object_url(config, "sign/", key),
-        headers,
-        body,
-        &what,
-    )?
-    .json()?;
+    let signed: Signed = call("POST", object_url(config, "sign/", key), headers, body, &what)?.json()?;
     let url = signed.signed_url;
     if url.starts_with("https://") || url.starts_with("http://") {
         return Ok(url);
@@ -551,22 +436,15 @@ pub fn list(cursor: Option<&str>, limit: u32) -> Result<Page, ProviderError> {
     };
     let v2_what = list_what(config, "v2");
     match (config.list_version, parsed) {
-        (ListVersion::V1 | ListVersion::Auto, Some(Cursor::V1(offset))) => {
-            list_v1(config, offset, limit)
-        }
+        (ListVersion::V1 | ListVersion::Auto, Some(Cursor::V1(offset))) => list_v1(config, offset, limit),
         (ListVersion::V1, None) => list_v1(config, 0, limit),
         (ListVersion::V2 | ListVersion::Auto, Some(Cursor::V2(c))) => {
             list_v2(config, Some(c), limit).map_err(|e| e.into_provider_error(&v2_what))
         }
-        (ListVersion::V2, None) => {
-            list_v2(config, None, limit).map_err(|e| e.into_provider_error(&v2_what))
-        }
+        (ListVersion::V2, None) => list_v2(config, None, limit).map_err(|e| e.into_provider_error(&v2_what)),
         (ListVersion::Auto, None) => match list_v2(config, None, limit) {
             Err(V2Error::Refused(e)) if e.lacks_feature() => {
-                log::log(
-                    log::Level::Debug,
-                    &format!("list-v2 unavailable ({}); listing with v1", e.message),
-                );
+                log::log(log::Level::Debug, &format!("list-v2 unavailable ({}); listing with v1", e.message));
                 list_v1(config, 0, limit)
             }
             other => other.map_err(|e| e.into_provider_error(&v2_what)),
@@ -625,9 +503,7 @@ impl Listed {
         ObjectInfo {
             sha256: sha256_of(config, &key),
             size: field("size").and_then(Value::as_u64),
-            mime: field("mimetype")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            mime: field("mimetype").and_then(Value::as_str).map(str::to_string),
             created_at: self.created_at.as_deref().and_then(parse_timestamp),
             remote_id: key,
             name: None,
@@ -672,11 +548,7 @@ fn list_v2(config: &Config, cursor: Option<&str>, limit: u32) -> Result<Page, V2
         body["cursor"] = json!(cursor);
     }
     let (headers, body) = json_request(config, &body);
-    let url = format!(
-        "{}/object/list-v2/{}",
-        config.base_url,
-        encode_path(&config.bucket)
-    );
+    let url = format!("{}/object/list-v2/{}", config.base_url, encode_path(&config.bucket));
     let response = send("POST", url, headers, body, &what).map_err(V2Error::Failed)?;
     if !response.is_success() {
         return Err(V2Error::Refused(ApiError::read(&response)));
@@ -698,8 +570,7 @@ fn list_v2(config: &Config, cursor: Option<&str>, limit: u32) -> Result<Page, V2
         .filter_map(|o| {
             let key = o.key.clone().unwrap_or_else(|| o.name.clone());
             // `prefix` is a SQL LIKE pattern server-side: `_` and `%` match more.
-            key.starts_with(config.prefix.as_str())
-                .then(|| o.into_info(config, key))
+            key.starts_with(config.prefix.as_str()).then(|| o.into_info(config, key))
         })
         .collect();
     Ok(Page { items, next_cursor })
@@ -724,24 +595,15 @@ fn list_v1(config: &Config, offset: u64, limit: u32) -> Result<Page, ProviderErr
         body["search"] = json!(start);
     }
     let (headers, body) = json_request(config, &body);
-    let url = format!(
-        "{}/object/list/{}",
-        config.base_url,
-        encode_path(&config.bucket)
-    );
+    let url = format!("{}/object/list/{}", config.base_url, encode_path(&config.bucket));
     let listed: Vec<Listed> = call("POST", url, headers, body, &what)?.json()?;
     let returned = listed.len() as u64;
     let items = listed
         .into_iter()
         .filter(|o| o.id.is_some())
         .filter_map(|o| {
-            let key = if folder.is_empty() {
-                o.name.clone()
-            } else {
-                format!("{folder}/{}", o.name)
-            };
-            key.starts_with(config.prefix.as_str())
-                .then(|| o.into_info(config, key))
+            let key = if folder.is_empty() { o.name.clone() } else { format!("{folder}/{}", o.name) };
+            key.starts_with(config.prefix.as_str()).then(|| o.into_info(config, key))
         })
         .collect();
     let next_cursor = (returned == u64::from(limit)).then(|| format!("v1:{}", offset + returned));
@@ -757,19 +619,13 @@ fn parse_timestamp(text: &str) -> Option<u64> {
     let text = text.trim();
     let (date, time) = text.split_once(['T', ' '])?;
     let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (
-        date_parts.next()??,
-        date_parts.next()??,
-        date_parts.next()??,
-    );
+    let (year, month, day) = (date_parts.next()??, date_parts.next()??, date_parts.next()??);
     let zone_at = time.find(['Z', 'z', '+', '-']).unwrap_or(time.len());
     let (clock, zone) = time.split_at(zone_at);
     let mut clock_parts = clock.split(':');
     let hour: i64 = clock_parts.next()?.parse().ok()?;
     let minute: i64 = clock_parts.next()?.parse().ok()?;
-    let second: i64 = clock_parts
-        .next()
-        .map_or(Some(0.0), |s| s.parse::<f64>().ok())? as i64;
+    let second: i64 = clock_parts.next().map_or(Some(0.0), |s| s.parse::<f64>().ok())? as i64;
     let offset_secs = match zone {
         "" | "Z" | "z" => 0,
         _ => {
@@ -782,8 +638,7 @@ fn parse_timestamp(text: &str) -> Option<u64> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
-        - offset_secs;
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
     u64::try_from(secs).ok()
 }
 
@@ -806,27 +661,15 @@ mod tests {
     #[test]
     fn timestamps_in_supabase_and_postgres_forms() {
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_timestamp("2024-05-01T12:00:00.000Z"),
-            Some(1_714_564_800)
-        );
-        assert_eq!(
-            parse_timestamp("2024-05-01T14:00:00.123456+02:00"),
-            Some(1_714_564_800)
-        );
-        assert_eq!(
-            parse_timestamp("2024-05-01 12:00:00+00"),
-            Some(1_714_564_800)
-        );
+        assert_eq!(parse_timestamp("2024-05-01T12:00:00.000Z"), Some(1_714_564_800));
+        assert_eq!(parse_timestamp("2024-05-01T14:00:00.123456+02:00"), Some(1_714_564_800));
+        assert_eq!(parse_timestamp("2024-05-01 12:00:00+00"), Some(1_714_564_800));
         assert_eq!(parse_timestamp("yesterday"), None);
     }
 
     #[test]
     fn paths_are_encoded_but_keep_slashes() {
         assert_eq!(encode_path("a b/c?d&e"), "a%20b/c%3Fd%26e");
-        assert_eq!(
-            encode_uri("/object/sign/b/k 1?token=x.y"),
-            "/object/sign/b/k%201?token=x.y"
-        );
+        assert_eq!(encode_uri("/object/sign/b/k 1?token=x.y"), "/object/sign/b/k%201?token=x.y");
     }
 }

@@ -44,17 +44,11 @@ impl ApiError {
                 })
                 .filter(|s| !s.is_empty())
         };
-        let status = field("statusCode")
-            .and_then(|s| s.parse::<u16>().ok())
-            .unwrap_or(response.status);
+        let status = field("statusCode").and_then(|s| s.parse::<u16>().ok()).unwrap_or(response.status);
         let message = field("message").unwrap_or_else(|| {
             let text = String::from_utf8_lossy(&body);
             let text = text.trim();
-            if text.is_empty() {
-                "no error body".to_string()
-            } else {
-                text.chars().take(QUOTED_BODY_CHARS).collect()
-            }
+            if text.is_empty() { "no error body".to_string() } else { text.chars().take(QUOTED_BODY_CHARS).collect() }
         });
         Self {
             http_status: response.status,
@@ -85,12 +79,10 @@ impl ApiError {
             ) => ErrorKind::InvalidRequest,
             Some("AccessDenied" | "SignatureDoesNotMatch") => ErrorKind::Forbidden,
             Some("InvalidJWT" | "InvalidSignature" | "ExpiredToken") => ErrorKind::Unauthorized,
-            Some("SlowDown" | "DatabaseConnectionLimit") => {
-                ErrorKind::RateLimited(self.retry_after_ms)
-            }
+            Some("SlowDown" | "DatabaseConnectionLimit") => ErrorKind::RateLimited(self.retry_after_ms),
             Some(
-                "DatabaseTimeout" | "DatabaseReadOnly" | "InternalError" | "DatabaseError"
-                | "ResourceLocked" | "LockTimeout" | "Aborted" | "AbortedTerminate",
+                "DatabaseTimeout" | "DatabaseReadOnly" | "InternalError" | "DatabaseError" | "ResourceLocked"
+                | "LockTimeout" | "Aborted" | "AbortedTerminate",
             ) => ErrorKind::Unavailable,
             Some("FeatureNotEnabled" | "NotSupported") => ErrorKind::Unsupported,
             _ => match self.status {
@@ -110,32 +102,21 @@ impl ApiError {
         match self.code.as_deref() {
             Some("FeatureNotEnabled" | "NotSupported") => true,
             Some(_) => false,
-            None => {
-                self.status == 404 || (self.status == 400 && self.message.contains("not available"))
-            }
+            None => self.status == 404 || (self.status == 400 && self.message.contains("not available")),
         }
     }
 
     /// The contract's error, naming the operation and what it was about.
     pub fn into_provider_error(self, what: &str) -> ProviderError {
         let mut message = format!("Supabase {what}: {}", self.message);
-        if let Some(error) = self
-            .error
-            .as_ref()
-            .filter(|e| Some(*e) != self.code.as_ref())
-        {
+        if let Some(error) = self.error.as_ref().filter(|e| Some(*e) != self.code.as_ref()) {
             message.push_str(&format!(" ({error})"));
         }
         if self.status != self.http_status {
-            message.push_str(&format!(
-                "; answered HTTP {} carrying status {}",
-                self.http_status, self.status
-            ));
+            message.push_str(&format!("; answered HTTP {} carrying status {}", self.http_status, self.status));
         }
-        let duplicate = matches!(
-            self.code.as_deref(),
-            Some("KeyAlreadyExists" | "ResourceAlreadyExists")
-        ) || (self.status == 409 && self.message.contains("already exists"));
+        let duplicate = matches!(self.code.as_deref(), Some("KeyAlreadyExists" | "ResourceAlreadyExists"))
+            || (self.status == 409 && self.message.contains("already exists"));
         if duplicate {
             message.push_str("; set upsert = true in the provider's config to overwrite it");
         }

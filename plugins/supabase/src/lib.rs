@@ -37,8 +37,8 @@ mod error;
 mod reference;
 
 use wharf_adapter_sdk::{
-    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
-    ProviderError, UploadRequest, export_adapter,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    UploadRequest, export_adapter,
 };
 
 struct Supabase;
@@ -66,11 +66,7 @@ impl Adapter for Supabase {
         core::upload(req)
     }
 
-    fn download(
-        target: ObjectRef,
-        derived: bool,
-        range: Option<ByteRange>,
-    ) -> Result<DownloadResult, ProviderError> {
+    fn download(target: ObjectRef, derived: bool, range: Option<ByteRange>) -> Result<DownloadResult, ProviderError> {
         core::download(&target.remote_id, derived, range.as_ref())
     }
 

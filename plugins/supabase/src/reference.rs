@@ -26,10 +26,7 @@ pub fn key_of(config: &Config, reference: &str) -> Result<String, ProviderError>
                 config.base_url
             )));
         };
-        let object = ROUTES
-            .iter()
-            .find_map(|route| object.strip_prefix(route))
-            .unwrap_or(object);
+        let object = ROUTES.iter().find_map(|route| object.strip_prefix(route)).unwrap_or(object);
         percent_decode(object)?
     } else {
         reference.to_string()
@@ -42,9 +39,7 @@ pub fn key_of(config: &Config, reference: &str) -> Result<String, ProviderError>
         )));
     }
     if key.is_empty() || key.ends_with('/') {
-        return Err(ProviderError::invalid(format!(
-            "{reference:?} names a bucket or a folder, not an object"
-        )));
+        return Err(ProviderError::invalid(format!("{reference:?} names a bucket or a folder, not an object")));
     }
     Ok(key.to_string())
 }
@@ -71,8 +66,7 @@ fn percent_decode(text: &str) -> Result<String, ProviderError> {
             }
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| ProviderError::invalid(format!("{text:?} does not decode to UTF-8")))
+    String::from_utf8(out).map_err(|_| ProviderError::invalid(format!("{text:?} does not decode to UTF-8")))
 }
 
 #[cfg(test)]
@@ -80,10 +74,7 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        Config::parse(
-            r#"{"base_url": "https://ref.supabase.co/storage/v1", "bucket": "docs"}"#,
-        )
-        .unwrap()
+        Config::parse(r#"{"base_url": "https://ref.supabase.co/storage/v1", "bucket": "docs"}"#).unwrap()
     }
 
     #[test]
@@ -95,11 +86,7 @@ mod tests {
             "https://ref.supabase.co/storage/v1/object/public/docs/users/alice/a%20b.pdf",
             "https://ref.supabase.co/storage/v1/object/sign/docs/users/alice/a%20b.pdf?token=x",
         ] {
-            assert_eq!(
-                key_of(&config, reference).unwrap(),
-                "users/alice/a b.pdf",
-                "{reference}"
-            );
+            assert_eq!(key_of(&config, reference).unwrap(), "users/alice/a b.pdf", "{reference}");
         }
     }
 

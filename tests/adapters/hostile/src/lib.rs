@@ -5,8 +5,8 @@
 use serde::Deserialize;
 use wharf_adapter_sdk::http::{Request, RequestBody};
 use wharf_adapter_sdk::{
-    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page,
-    ProviderError, UploadRequest, config, export_adapter, http,
+    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    UploadRequest, config, export_adapter, http,
 };
 
 #[derive(Deserialize)]
