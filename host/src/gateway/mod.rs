@@ -423,7 +423,8 @@ impl Caller {
 
     /// Counts a failure for `wharf stats` (`operation: kind`). The failure
     /// itself is reported to the caller; losing its count only logs.
-    async fn note_failure(&self, operation: &str, provider: &str, kind: &str) {
+    async fn note_failure(&self, operation: &'static str, provider: &str, kind: &'static str) {
+        metrics::counter!("wharf_failures_total", "operation" => operation, "kind" => kind).increment(1);
         self.note_event(EventKind::Failure, provider, 0, format!("{operation}: {kind}")).await;
     }
 
