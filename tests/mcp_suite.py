@@ -581,9 +581,15 @@ async def update_file(ctx: Ctx) -> str:
         expect(sorted(file["tags"]) == ["one", "two"], f"tags: {file['tags']!r}")
         info = (await call_ok(client, "get_file_info", {"file_id": uploaded["id"]})).structured_content["file"]
         expect(info["name"] == f"{tag}-renamed.txt" and sorted(info["tags"]) == ["one", "two"], f"get_file_info after: {short(info)}")
+        edits = {"file_id": uploaded["id"], "add_tags": [f"{tag}-3"], "remove_tags": ["one"], "attributes": {"client": "acme", "none": None}}
+        edited = (await call_ok(client, "update_file", edits)).structured_content
+        expect(sorted(edited["tags"]) == sorted([f"{tag}-3", "two"]), f"add_tags/remove_tags: {edited['tags']!r}")
+        expect(edited.get("attributes") == {"client": "acme"}, f"attributes: {short(edited)}")
+        listed = (await call_ok(client, "list_files", {"tag": f"{tag}-3"})).structured_content["files"]
+        expect([f["id"] for f in listed] == [uploaded["id"]], f"list_files tag: {short(listed)}")
         bogus = unknown_id()
         await call_error(client, "update_file", {"file_id": bogus, "name": "x"}, [bogus])
-        return "name, description and tags updated and seen by get_file_info; an unknown id → isError naming it"
+        return "name, description, tags and attributes updated and seen by get_file_info and list_files; an unknown id → isError naming it"
 
 
 @check("create_download_link")

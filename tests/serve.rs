@@ -1112,6 +1112,63 @@ async fn patch_changes_name_description_and_tags() {
     assert_eq!((patched["name"].clone(), patched["description"].clone()), (json!("after.txt"), json!("final")));
     assert_eq!(patched["tags"], json!(["q3", "draft"]));
     assert_eq!(api.file(id).await["file"]["description"], "final");
+
+    // Tags edited one by one, key-value pairs set and removed, and the
+    // listing filtered by tag.
+    let edits =
+        json!({"add_tags": ["final"], "remove_tags": ["draft"], "attributes": {"client": "acme", "year": "2026"}});
+    let patched = expect_json(api.send_json(Method::PATCH, &path, &edits).await, StatusCode::OK, "PATCH 3").await;
+    assert_eq!(patched["tags"], json!(["q3", "final"]));
+    assert_eq!(patched["attributes"], json!({"client": "acme", "year": "2026"}));
+    let removal = json!({"attributes": {"year": null}});
+    let patched = expect_json(api.send_json(Method::PATCH, &path, &removal).await, StatusCode::OK, "PATCH 4").await;
+    assert_eq!(patched["attributes"], json!({"client": "acme"}));
+    assert_eq!(ids(&api.list(&[("tag", "final")]).await["files"]), [id]);
+    assert!(ids(&api.list(&[("tag", "draft")]).await["files"]).is_empty());
+    let unknown = json!({"labels": ["x"]});
+    let problem = expect_problem(
+        api.send_json(Method::PATCH, &path, &unknown).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown field",
+    )
+    .await;
+    assert!(problem["detail"].as_str().unwrap().contains("labels"), "{problem}");
+}
+
+/// `GET /api/stats` counts the caller's files, uploads, dedup hits and
+/// downloads; `POST /api/files/register` refuses references the principal
+/// was not granted.
+#[tokio::test]
+async fn stats_and_register_over_http() {
+    let s = shared();
+    let api = s.api("stats_user");
+    let bytes = unique("stats", 700);
+    let up = api.upload("counted.bin", &bytes).await;
+    api.upload("again.bin", &bytes).await;
+    let id = up["id"].as_str().unwrap();
+    let content = api.send(Method::GET, &format!("/api/files/{id}/content")).await;
+    assert_eq!(content.status(), StatusCode::OK);
+    assert_same(&content.bytes().await.unwrap(), &bytes, "content");
+
+    // The download is recorded when its stream ends, just after the answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let stats = loop {
+        let stats = expect_json(api.send(Method::GET, "/api/stats").await, StatusCode::OK, "stats").await;
+        if stats["downloads"]["provider"] == 1 || std::time::Instant::now() > deadline {
+            break stats;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(stats["providers"]["local"]["files"], 1, "{stats}");
+    assert_eq!((stats["uploads"].clone(), stats["dedup_hits"].clone()), (json!(1), json!(1)), "{stats}");
+    assert_eq!(stats["bytes_not_sent"], 700);
+    assert_eq!(stats["downloads"]["provider"], 1, "{stats}");
+    assert_eq!(stats["most_downloaded"][0]["id"], id);
+
+    let sha = up["sha256"].as_str().unwrap();
+    let refused = api.send_json(Method::POST, "/api/files/register", &json!({"reference": sha})).await;
+    let problem = expect_problem(refused, StatusCode::FORBIDDEN, "register").await;
+    assert!(problem["detail"].as_str().unwrap().contains("may not register"), "{problem}");
 }
 
 #[tokio::test]

@@ -316,8 +316,22 @@ impl Body {
     /// a blocking thread a few chunks ahead of the socket, and its digest is
     /// checked at the end: a changed file fails the request instead of
     /// completing it with the wrong bytes.
+    ///
+    /// Reading starts when the stream is first polled, not when it is made:
+    /// requests prepared ahead of sending (a batch of multipart parts waiting
+    /// for a slot) hold no buffers and no thread until they go out.
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static {
-        let (tx, mut rx) = mpsc::channel::<Result<Bytes, BodyError>>(CHUNKS_IN_FLIGHT);
+        let mut body = Some(self);
+        let mut chunks: Option<mpsc::Receiver<Result<Bytes, BodyError>>> = None;
+        futures::stream::poll_fn(move |cx| {
+            let rx = chunks.get_or_insert_with(|| body.take().expect("started once").start_reading());
+            rx.poll_recv(cx)
+        })
+    }
+
+    /// Starts the reader behind [`Body::into_stream`].
+    fn start_reading(self) -> mpsc::Receiver<Result<Bytes, BodyError>> {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(CHUNKS_IN_FLIGHT);
         match self {
             Body::Bytes(bytes) => {
                 let _ = tx.try_send(Ok(bytes));
@@ -352,6 +366,6 @@ impl Body {
                 });
             }
         }
-        futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+        rx
     }
 }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod identity;
 pub mod mcp;
 pub mod runtime;
 pub mod sandbox;

@@ -535,7 +535,7 @@ impl Caller {
                 mime,
                 sha256: None,
                 derived: true,
-                stream: self.history_on_completion(&object, &object, "derived", destination, stream),
+                stream: self.history_on_completion(&object, &object, "derived", destination, size, stream),
                 record: object,
             };
             return Ok(content);
@@ -576,27 +576,38 @@ impl Caller {
                 mime: requested.mime.clone(),
                 sha256: digest.map(|_| requested.sha256.clone()),
                 derived: false,
-                stream: self.history_on_completion(&requested, &copy, source, destination, stream),
+                stream: self.history_on_completion(
+                    &requested,
+                    &copy,
+                    source,
+                    destination,
+                    Some(range.1 - range.0),
+                    stream,
+                ),
                 record: requested,
             });
         }
         Err(GatewayError::NoCopyServed { id: requested.id, failures: failures.join("; ") })
     }
 
-    /// Records the download in `record`'s history once the stream completes.
+    /// Records the download in `record`'s history once the stream completes:
+    /// it ended, or handed out all `length` bytes (an HTTP server stops
+    /// reading a body once it has sent its Content-Length).
     fn history_on_completion(
         &self,
         record: &ObjectRecord,
         copy: &ObjectRecord,
         source: &'static str,
         destination: &str,
+        length: Option<u64>,
         stream: ContentStream,
     ) -> ContentStream {
         let caller = self.clone();
         let (record, copy, destination) = (record.clone(), copy.clone(), destination.to_string());
         let started = Instant::now();
         Box::pin(Metered::new(stream, move |end, sent| {
-            if end == StreamEnd::Complete {
+            let all_sent = end == StreamEnd::ClientGone && length == Some(sent);
+            if end == StreamEnd::Complete || all_sent {
                 after_stream(async move {
                     let served = Served { record: &record, copy: &copy, source, bytes: sent, started };
                     if let Err(e) = caller.record_download(served, destination).await {

@@ -38,6 +38,7 @@ use serde::Serialize;
 use crate::body::{BodyError, parse_hex, to_hex};
 use crate::catalog::{Catalog, CatalogError, CopyState, Event, EventKind, ObjectRecord};
 use crate::config::Config;
+use crate::identity::IdentityIndex;
 use crate::runtime::{Adapter, CallError, DownloadSupport, ErrorKind, ObjectRef, Runtime, WIT_VERSION};
 use crate::sandbox::{Sandbox, SandboxError, WriteError};
 use crate::validation::{Refusal, Validator};
@@ -171,6 +172,9 @@ pub struct Gateway {
     host_id: String,
     link_limiter: governor::DefaultKeyedRateLimiter<String>,
     validator: Validator,
+    /// Digests of files this host hashed, by file identity; `None` when its
+    /// file cannot be opened (uploads then hash every time).
+    identities: Option<IdentityIndex>,
     /// Clean-up left running by calls dropped halfway (an upload claim to
     /// release, a backup record to forget), for [`Gateway::settle`].
     abandoned: tokio_util::task::TaskTracker,
@@ -261,6 +265,11 @@ impl Gateway {
         }
         let rate = NonZeroU32::new(config.server.links.rate_per_minute).unwrap_or(NonZeroU32::MIN);
         let link_limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(rate));
+        let identities = IdentityIndex::open(&data_dir.join("identities.sqlite3"))
+            .inspect_err(|e| {
+                tracing::warn!("the file-identity index is unavailable ({e}); every upload hashes its file")
+            })
+            .ok();
         let validator = Validator::new(config.validation.scan.as_ref());
         Ok(Arc::new(Self {
             config,
@@ -272,6 +281,7 @@ impl Gateway {
             host_id: new_host_id(),
             link_limiter,
             validator,
+            identities,
             abandoned: tokio_util::task::TaskTracker::new(),
             _runtime: runtime,
         }))

@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::{Caller, Gateway, GatewayError, new_id, now};
 use crate::body::{Body, Copied, FileRange, Progress, digest_of, to_hex};
 use crate::catalog::{ClaimOutcome, CopyState, EventKind, ObjectRecord};
+use crate::identity::FileIdentity;
 use crate::runtime::{Adapter, DownloadSupport};
 use crate::validation::{Rules, names};
 
@@ -94,6 +95,28 @@ struct Content {
     mime: String,
     sha256: String,
     size: u64,
+    /// For a file source: the file and its identity when it was hashed, to
+    /// catch a change made while it uploads on every path (multipart parts
+    /// and TUS chunks are read piecemeal, so no single read sees it all).
+    source: Option<(Arc<std::fs::File>, FileIdentity)>,
+}
+
+impl Content {
+    /// An error when the source file is no longer what was hashed: the copy
+    /// just sent may hold bytes of two versions, and must not be recorded.
+    fn changed_since_hashed(&self) -> Option<GatewayError> {
+        let (file, hashed) = self.source.as_ref()?;
+        let now = FileIdentity::of(file);
+        if now.as_ref().is_ok_and(|now| now == hashed) {
+            return None;
+        }
+        Some(GatewayError::Input {
+            what: self.name.clone(),
+            source: std::io::Error::other(
+                "the file changed while it was being uploaded (its size or times differ from when it was hashed); nothing was recorded, upload it again",
+            ),
+        })
+    }
 }
 
 pub(super) fn guess_mime(name: &str) -> String {
@@ -169,13 +192,28 @@ impl Caller {
     /// Opens and hashes the source: a re-readable body (checked against the
     /// digest as it streams), its name, MIME type, digest and size.
     async fn prepare(&self, source: Source<'_>, options: &UploadOptions) -> Result<Content, GatewayError> {
+        let mut source_identity = None;
         let (body, own_name, mime, copied) = match source {
             Source::Path(path) => {
                 let mut range = self.sandbox().open_file(&path)?;
                 self.check_size(&path.display().to_string(), range.len, options)?;
-                let copied = range.clone().hash().await.map_err(GatewayError::Read)?;
+                let identity = FileIdentity::of(&range.file)
+                    .map_err(|source| GatewayError::Input { what: path.display().to_string(), source })?;
+                let copied = match self.identities.as_ref().and_then(|index| index.lookup(&identity)) {
+                    // Hashed before and unchanged since: a stat, not a read.
+                    // The upload still checks the bytes it sends against it.
+                    Some(sha256) => Copied { size: range.len, sha256 },
+                    None => {
+                        let copied = range.clone().hash().await.map_err(GatewayError::Read)?;
+                        if let Some(index) = &self.identities {
+                            index.remember(&identity, &copied.sha256);
+                        }
+                        copied
+                    }
+                };
                 range.expected = Some(copied.sha256);
                 range.progress = options.progress.clone();
+                source_identity = Some((range.file.clone(), identity));
                 let own_name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
                 (Body::File(range), own_name, None, copied)
             }
@@ -198,7 +236,7 @@ impl Caller {
         };
         let name = names::sanitize(options.name.as_deref().unwrap_or(&own_name));
         let mime = mime.unwrap_or_else(|| guess_mime(&name));
-        Ok(Content { body, name, mime, sha256: to_hex(&copied.sha256), size: copied.size })
+        Ok(Content { body, name, mime, sha256: to_hex(&copied.sha256), size: copied.size, source: source_identity })
     }
 
     fn check_size(&self, name: &str, size: u64, options: &UploadOptions) -> Result<(), GatewayError> {
@@ -358,7 +396,12 @@ impl Caller {
         let info = adapter.upload(body, &content.name, &content.mime, &content.sha256, purpose).await?;
         metrics::counter!("wharf_bytes_in_total", "provider" => adapter.name().to_string()).increment(content.size);
         let mut record = self.new_record(adapter, content, purpose, info.remote_id);
-        match self.catalog.insert(&record).await {
+        let changed = content.changed_since_hashed();
+        let recorded = match changed {
+            Some(error) => Err(error),
+            None => self.catalog.insert(&record).await.map_err(GatewayError::from),
+        };
+        match recorded {
             Ok(id) => {
                 record.id = id;
                 Ok(record)
@@ -371,7 +414,7 @@ impl Caller {
                         record.remote_id
                     );
                 }
-                Err(e.into())
+                Err(e)
             }
         }
     }

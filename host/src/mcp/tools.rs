@@ -362,8 +362,7 @@ impl WharfMcp {
         context: RequestContext<RoleServer>,
     ) -> ToolResult {
         let caller = self.caller(&context)?;
-        let id = args.file_id.clone();
-        match caller.update(&id, args.into()).await {
+        match caller.update(&args.file_id, args.update).await {
             Ok(record) => {
                 let link = resource_link(&record);
                 let summary = format!("updated {} ({})", record.name, record.id);

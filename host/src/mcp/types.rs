@@ -1,7 +1,5 @@
 //! What the tools take and give: plain JSON Schema types, one per tool.
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -222,33 +220,8 @@ pub struct DeleteItem {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct UpdateFileArgs {
     pub file_id: String,
-    /// A new name (no '/').
-    pub name: Option<String>,
-    pub description: Option<String>,
-    /// Replaces every tag.
-    pub tags: Option<Vec<String>>,
-    /// Tags to add.
-    #[serde(default)]
-    pub add_tags: Vec<String>,
-    /// Tags to remove.
-    #[serde(default)]
-    pub remove_tags: Vec<String>,
-    /// Key-value pairs to set; a null value removes the key.
-    #[serde(default)]
-    pub attributes: BTreeMap<String, Option<String>>,
-}
-
-impl From<UpdateFileArgs> for FileUpdate {
-    fn from(args: UpdateFileArgs) -> Self {
-        FileUpdate {
-            name: args.name,
-            description: args.description,
-            tags: args.tags,
-            add_tags: args.add_tags,
-            remove_tags: args.remove_tags,
-            attributes: args.attributes,
-        }
-    }
+    #[serde(flatten)]
+    pub update: FileUpdate,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -23,13 +23,17 @@ use crate::sigv4::{self, MAX_PRESIGN_SECS, Signer, UNSIGNED_PAYLOAD, canonical_q
 
 /// S3 takes at most this many parts per object.
 const MAX_PARTS: u64 = 10_000;
-/// Parts signed together and handed to the host in one `send-batch`, which
-/// sends up to 8 at once. The host prepares every request of a batch when it
-/// receives it, and starts reading each body then: parts beyond those being
-/// sent would sit in memory, a few MiB each. So a batch is what the host sends
-/// at once. Signing per batch also keeps every signature fresh: stores refuse
-/// a request signed more than 15 minutes before it arrives.
-const PARTS_PER_BATCH: u64 = 8;
+/// The most bytes of parts signed together and handed to the host in one
+/// `send-batch`. The host keeps 8 parts in flight through a batch (a sliding
+/// window: each finished part lets the next start) and reads a part's bytes
+/// only when it goes out, so a batch costs no memory; only between batches
+/// does the window drain. Signatures are made per batch, and stores refuse a
+/// request signed more than 15 minutes before it arrives: at 1 GiB per batch
+/// that holds down to about 1.2 MB/s.
+const BATCH_BYTES: u64 = 1 << 30;
+/// At least this many parts per batch, so that the window never drains
+/// after every part.
+const MIN_PARTS_PER_BATCH: u64 = 8;
 /// What is kept of a name in `x-amz-meta-name`: AWS allows 2 KB of user
 /// metadata in all, and the name is a courtesy copy of what Wharf records.
 const MAX_NAME_BYTES: usize = 1024;
@@ -281,9 +285,10 @@ fn upload_parts(
     let parts = size.div_ceil(part);
     let object = config.describe(key);
     let mut etags = Vec::with_capacity(parts as usize);
+    let per_batch = (BATCH_BYTES / part).max(MIN_PARTS_PER_BATCH);
     let mut first = 0;
     while first < parts {
-        let end = (first + PARTS_PER_BATCH).min(parts);
+        let end = (first + per_batch).min(parts);
         let signer = Signer::now(&config.region)?;
         let mut requests = Vec::with_capacity((end - first) as usize);
         for index in first..end {

@@ -12,7 +12,9 @@ use crate::runtime::bindings::wharf::provider::http::{FormPart, Host, PartConten
 use crate::runtime::bindings::{ErrorKind, ProviderError};
 use crate::runtime::state::{CallState, ProviderContext};
 
-/// Requests of one `send-batch` in flight at once.
+/// Requests of one `send-batch` in flight at once: a window that slides
+/// (each finished request lets the next one start), not rounds that wait for
+/// their slowest member.
 const BATCH_CONCURRENCY: usize = 8;
 
 const PLACEHOLDER_OPEN: &str = "{{secret:";
@@ -177,17 +179,21 @@ impl Host for CallState {
     }
 
     async fn send_batch(&mut self, reqs: Vec<Request>) -> wasmtime::Result<Vec<Result<Response, ProviderError>>> {
+        // Preparing is cheap: bodies start reading only when their request
+        // goes out (see `Body::into_stream`).
         let prepared: Vec<_> = reqs.into_iter().map(|req| self.prepare(req)).collect();
         let provider = self.provider.clone();
-        let sent: Vec<_> = futures::stream::iter(prepared)
-            .map(|request| {
+        let mut sent: Vec<_> = futures::stream::iter(prepared.into_iter().enumerate())
+            .map(|(index, request)| {
                 let provider = provider.clone();
-                async move { execute(provider, request?).await }
+                async move { (index, async { execute(provider, request?).await }.await) }
             })
-            .buffered(BATCH_CONCURRENCY)
+            .buffer_unordered(BATCH_CONCURRENCY)
             .collect()
             .await;
+        sent.sort_by_key(|(index, _)| *index);
         sent.into_iter()
+            .map(|(_, result)| result)
             .map(|result| match result {
                 Ok(response) => Ok(Ok(self.respond(response)?)),
                 Err(e) => Ok(Err(e)),
