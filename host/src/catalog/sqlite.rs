@@ -123,6 +123,7 @@ CREATE TABLE objects_v4 (
     remote_id        TEXT NOT NULL,
     sha256           TEXT NOT NULL REFERENCES files(sha256),
     name             TEXT NOT NULL,
+    size             INTEGER NOT NULL, -- the content's, kept here so listings and stats need no join
     mime             TEXT NOT NULL,
     purpose          TEXT NOT NULL DEFAULT '',
     state            TEXT NOT NULL DEFAULT 'present' CHECK (state IN ('present', 'gone', 'corrupt')),
@@ -136,9 +137,10 @@ CREATE TABLE objects_v4 (
     last_download_at INTEGER,
     UNIQUE (principal, provider, remote_id, purpose)
 );
-INSERT INTO objects_v4 (rowid, id, principal, provider, remote_id, sha256, name, mime, purpose, state, state_at,
+INSERT INTO objects_v4 (rowid, id, principal, provider, remote_id, sha256, name, size, mime, purpose, state, state_at,
                         created_at, description, tags, download_count, last_download_at)
-    SELECT rowid, id, principal, provider, remote_id, sha256, name, mime, purpose, state, created_at,
+    SELECT rowid, id, principal, provider, remote_id, sha256, name,
+           (SELECT size FROM files f WHERE f.sha256 = objects.sha256), mime, purpose, state, created_at,
            created_at, description, tags,
            (SELECT count(*) FROM downloads d WHERE d.object_id = objects.id),
            (SELECT max(at) FROM downloads d WHERE d.object_id = objects.id)
@@ -148,10 +150,12 @@ ALTER TABLE objects_v4 RENAME TO objects;
 CREATE INDEX objects_by_content ON objects (sha256, provider);
 CREATE INDEX objects_by_principal ON objects (principal);
 CREATE INDEX objects_by_last_use ON objects (provider, coalesce(last_download_at, created_at));
+CREATE INDEX objects_by_state ON objects (state, principal, provider, size);
 ALTER TABLE downloads ADD COLUMN provider TEXT NOT NULL DEFAULT '';
 ALTER TABLE downloads ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE downloads ADD COLUMN duration_ms INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX downloads_by_time ON downloads (at);
+-- Covering the statistics' queries, which read only these columns.
+CREATE INDEX downloads_by_time ON downloads (at, principal, source, bytes, object_id);
 CREATE TABLE events (
     id        INTEGER PRIMARY KEY,
     at        INTEGER NOT NULL,
@@ -161,11 +165,11 @@ CREATE TABLE events (
     bytes     INTEGER NOT NULL DEFAULT 0,
     detail    TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX events_by_time ON events (at);
+CREATE INDEX events_by_time ON events (at, principal, kind, detail, bytes);
 "#,
 ];
 
-const OBJECT_COLUMNS: &str = "o.id, o.principal, o.provider, o.remote_id, o.sha256, f.size, o.name, o.mime, o.purpose, \
+const OBJECT_COLUMNS: &str = "o.id, o.principal, o.provider, o.remote_id, o.sha256, o.size, o.name, o.mime, o.purpose, \
      o.created_at, o.state, o.description, o.tags, o.rowid, o.attributes, o.registered, o.download_count, \
      o.last_download_at";
 
@@ -220,7 +224,7 @@ impl SqliteCatalog {
         args: impl rusqlite::Params,
     ) -> Result<Vec<(ObjectRecord, i64)>, CatalogError> {
         self.with(|conn| {
-            let sql = format!("SELECT {OBJECT_COLUMNS} FROM objects o JOIN files f USING (sha256) {filter}");
+            let sql = format!("SELECT {OBJECT_COLUMNS} FROM objects o {filter}");
             let mut stmt = conn.prepare_cached(&sql)?;
             stmt.query_map(args, object_from_row)?.collect()
         })
@@ -370,8 +374,8 @@ impl Catalog for SqliteCatalog {
             let attributes = serde_json::to_string(&object.attributes).expect("attributes serialize");
             tx.execute(
                 "INSERT INTO objects (id, principal, provider, remote_id, sha256, name, mime, purpose, state, state_at,
-                                      created_at, description, tags, attributes, registered)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14)
+                                      created_at, description, tags, attributes, registered, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT (principal, provider, remote_id, purpose)
                  DO UPDATE SET state = excluded.state, state_at = excluded.state_at",
                 params![
@@ -389,6 +393,7 @@ impl Catalog for SqliteCatalog {
                     tags,
                     attributes,
                     object.registered,
+                    object.size as i64,
                 ],
             )?;
             let id = tx.query_row(
@@ -514,8 +519,8 @@ impl Catalog for SqliteCatalog {
         self.with(|conn| {
             let mut stats = Stats::default();
             let mut stmt = conn.prepare_cached(
-                "SELECT o.provider, count(*), coalesce(sum(f.size), 0) FROM objects o JOIN files f USING (sha256)
-                 WHERE o.state = 'present' AND (?1 IS NULL OR o.principal = ?1) GROUP BY o.provider",
+                "SELECT provider, count(*), coalesce(sum(size), 0) FROM objects
+                 WHERE state = 'present' AND (?1 IS NULL OR principal = ?1) GROUP BY provider",
             )?;
             for row in
                 stmt.query_map(params![principal], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?
@@ -545,9 +550,10 @@ impl Catalog for SqliteCatalog {
                 stats.bytes_downloaded += bytes as u64;
             }
             let mut stmt = conn.prepare_cached(
-                "SELECT d.object_id, o.name, count(*) AS n FROM downloads d JOIN objects o ON o.id = d.object_id
-                 WHERE d.at >= ?2 AND (?1 IS NULL OR d.principal = ?1)
-                 GROUP BY d.object_id ORDER BY n DESC, d.object_id LIMIT ?3",
+                "SELECT t.object_id, o.name, t.n FROM
+                   (SELECT object_id, count(*) AS n FROM downloads WHERE at >= ?2 AND (?1 IS NULL OR principal = ?1)
+                    GROUP BY object_id ORDER BY n DESC, object_id LIMIT ?3) t
+                 JOIN objects o ON o.id = t.object_id ORDER BY t.n DESC, t.object_id",
             )?;
             for row in stmt.query_map(params![principal, since, TOP_FILES as i64], |r| {
                 Ok(TopFile { id: r.get(0)?, name: r.get(1)?, downloads: r.get::<_, i64>(2)? as u64 })
