@@ -4,7 +4,7 @@ mod common;
 
 use common::{Scratch, pattern, sha256_hex};
 use wharf::catalog::CopyState;
-use wharf::gateway::{GatewayError, GcReport, Principal, Source, UploadOptions};
+use wharf::gateway::{FsckOptions, GatewayError, GcReport, Principal, Source, UploadOptions};
 use wharf::sandbox::{SandboxError, WriteError};
 
 #[tokio::test]
@@ -280,8 +280,17 @@ async fn sources_that_are_not_regular_files_are_refused_without_blocking() {
     assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
     let socket = scratch.work().join("socket");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let mut cases = vec![(fifo, "a FIFO"), (socket, "a socket")];
+    // A device node (the null device's numbers) needs CAP_MKNOD.
+    let device = scratch.work().join("null");
+    let name = std::ffi::CString::new(device.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path, a mode and a device number.
+    match unsafe { libc::mknod(name.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) } {
+        0 => cases.push((device, "a device")),
+        _ => println!("device case skipped: mknod: {}", std::io::Error::last_os_error()),
+    }
     let options = UploadOptions::default();
-    for (path, kind) in [(fifo, "a FIFO"), (socket, "a socket")] {
+    for (path, kind) in cases {
         let upload = gateway.upload(Source::Path(path.clone()), &options);
         let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), upload).await;
         let err = outcome.unwrap_or_else(|_| panic!("uploading {} blocked", path.display())).unwrap_err();
@@ -323,4 +332,127 @@ async fn gc_ages_out_downloads_and_spool_leftovers() {
     assert!(!scratch.data().join("spool/upload-0123456789abcdef").exists());
     assert!(scratch.data().join("spool/not-ours").exists(), "only Wharf's spool files are touched");
     assert!(report.summary().contains("27 bytes freed"), "{}", report.summary());
+}
+
+/// A small tmpfs mounted over a directory of the sandbox, unmounted on drop.
+struct SmallFilesystem {
+    path: std::path::PathBuf,
+}
+
+impl SmallFilesystem {
+    /// `None` (with the reason printed) where this machine does not let the
+    /// tests mount one.
+    fn mount(path: std::path::PathBuf, bytes: u64) -> Option<Self> {
+        std::fs::create_dir_all(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .output();
+        match mounted {
+            Ok(output) if output.status.success() => Some(Self { path }),
+            Ok(output) => {
+                println!(
+                    "skipped: mount -t tmpfs is not permitted: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                println!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// A download onto a full file system fails with an error that says so,
+/// leaves no temporary file, and does not count against the copy.
+#[tokio::test]
+async fn a_full_destination_is_a_clear_error_and_leaves_nothing() {
+    let scratch = Scratch::new();
+    let Some(small) = SmallFilesystem::mount(scratch.work().join("small"), 1 << 20) else { return };
+    let gateway = scratch.gateway("").await;
+    let content = pattern(3 << 20);
+    let up = gateway.upload(Source::Path(scratch.write("big.bin", &content)), &UploadOptions::default()).await.unwrap();
+
+    let dest = small.path.join("big.bin");
+    let err = gateway.download(&up.id, Some(&dest), None).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, GatewayError::Write { .. }), "{message}");
+    assert!(message.contains("No space left on device") && message.contains("big.bin"), "{message}");
+    let left: Vec<_> = std::fs::read_dir(&small.path).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "nothing may be left behind: {left:?}");
+    let record = gateway.details(&up.id).await.unwrap().file;
+    assert_eq!(record.state, CopyState::Present, "a full destination says nothing about the copy");
+    // The space is free again: a small file fits.
+    let tiny =
+        gateway.upload(Source::Path(scratch.write("tiny.txt", b"fits")), &UploadOptions::default()).await.unwrap();
+    gateway.download(&tiny.id, Some(&small.path.join("tiny.txt")), None).await.unwrap();
+}
+
+/// `wharf fsck` finds each kind of problem, repairs it (re-fetching a damaged
+/// copy from another one), says what it did, and then finds nothing.
+#[tokio::test]
+async fn fsck_finds_and_repairs_what_is_out_of_order() {
+    let scratch = Scratch::new();
+    let mirror = format!("[providers.mirror]\nplugin = \"local\"\nstorage_dir = \"{}/mirror\"\n", scratch.data().display());
+    let gateway = scratch.open_gateway(&mirror).await;
+    let caller = gateway.host_caller();
+    let to = |provider: &str| UploadOptions { provider: Some(provider.into()), ..UploadOptions::default() };
+    let object_path = |provider: &str, sha: &str| scratch.data().join(provider).join("objects").join(&sha[..2]).join(sha);
+
+    // A copy damaged at rest, with a good copy at the mirror.
+    let damaged = pattern(300_000);
+    let up = caller.upload(Source::Path(scratch.write("damaged.bin", &damaged)), &to("local")).await.unwrap();
+    caller.upload(Source::Path(scratch.write("damaged.bin", &damaged)), &to("mirror")).await.unwrap();
+    let mut bytes = damaged.clone();
+    bytes[1000] ^= 0x01;
+    std::fs::write(object_path("local", &up.sha256), &bytes).unwrap();
+    // A record whose object was deleted behind Wharf's back.
+    let lost = caller.upload(Source::Path(scratch.write("lost.bin", b"lost bytes")), &to("local")).await.unwrap();
+    std::fs::remove_file(object_path("local", &lost.sha256)).unwrap();
+    // An object no record names (an upload killed before recording it).
+    let orphan_sha = sha256_hex(b"orphan");
+    std::fs::create_dir_all(object_path("local", &orphan_sha).parent().unwrap()).unwrap();
+    std::fs::write(object_path("local", &orphan_sha), b"orphan").unwrap();
+    // A spool file of an upload that died with its process.
+    let spooled = scratch.data().join("spool/upload-00112233deadbeef");
+    std::fs::write(&spooled, b"left by a crash").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&spooled).unwrap().set_modified(two_hours_ago).unwrap();
+
+    let options = |repair| FsckOptions { repair, verify: true, provider: None };
+    let report = gateway.fsck(&options(false)).await.unwrap();
+    let mut kinds: Vec<_> = report.findings.iter().map(|f| (f.kind, f.object.clone())).collect();
+    kinds.sort();
+    let mut expected = vec![
+        ("corrupt-copy", up.sha256.clone()),
+        ("object-without-record", orphan_sha.clone()),
+        ("record-without-object", lost.sha256.clone()),
+        ("stale-spool", spooled.display().to_string()),
+    ];
+    expected.sort();
+    assert_eq!(kinds, expected, "{report:#?}");
+    assert!(report.findings.iter().all(|f| f.repair.is_none()), "a check alone repairs nothing");
+    assert!(object_path("local", &orphan_sha).exists() && spooled.exists());
+
+    let repaired = gateway.fsck(&options(true)).await.unwrap();
+    let said = |kind: &str| repaired.findings.iter().find(|f| f.kind == kind).and_then(|f| f.repair.clone()).unwrap();
+    assert_eq!(said("corrupt-copy"), "re-fetched from mirror and stored again");
+    assert_eq!(said("object-without-record"), "removed");
+    assert_eq!(said("record-without-object"), "marked gone; no other copy to re-fetch from");
+    assert_eq!(said("stale-spool"), "removed");
+    assert_eq!(std::fs::read(object_path("local", &up.sha256)).unwrap(), damaged, "the good bytes are back");
+    assert!(!object_path("local", &orphan_sha).exists() && !spooled.exists());
+    let lost_record = caller.details(&lost.id).await.unwrap().file;
+    assert_eq!(lost_record.state, CopyState::Gone);
+
+    let again = gateway.fsck(&options(false)).await.unwrap();
+    assert!(again.is_clean(), "{again:#?}");
 }

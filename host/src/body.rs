@@ -86,6 +86,9 @@ pub enum BodyError {
     TooLarge { size: u64, max: u64 },
     #[error("{label}: {source}")]
     Io { label: String, source: std::io::Error },
+    /// Writing to the destination failed (not reading the body).
+    #[error("writing {label}: {source}")]
+    Write { label: String, source: std::io::Error },
     #[error("{label} ended after {read} of {len} bytes")]
     Truncated { label: String, read: u64, len: u64 },
     #[error("{label} changed while it was being copied: its SHA-256 is now {actual}, it was {expected}")]
@@ -98,6 +101,53 @@ pub enum BodyError {
     NotSliceable,
     #[error("slice {offset}+{length} is outside a body of {size} bytes")]
     SliceOutOfRange { offset: u64, length: u64, size: u64 },
+}
+
+/// A file being written from the start, and the digest of what it holds.
+pub struct Sink {
+    file: File,
+    hasher: Sha256,
+    size: u64,
+    /// What the file is, for messages.
+    label: String,
+}
+
+impl Sink {
+    /// An empty file to write.
+    pub fn new(file: File, label: String) -> Self {
+        Self { file, hasher: Sha256::new(), size: 0, label }
+    }
+
+    /// The bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The size and digest of what the file holds.
+    pub fn copied(&self) -> Copied {
+        Copied { size: self.size, sha256: self.hasher.clone().finalize().into() }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), BodyError> {
+        self.file.write_all(chunk).map_err(|source| BodyError::Write { label: self.label.clone(), source })?;
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Throws away what was written: the file is empty again.
+    pub fn clear(&mut self) -> std::io::Result<()> {
+        use std::io::Seek as _;
+        self.file.set_len(0)?;
+        self.file.rewind()?;
+        self.hasher = Sha256::new();
+        self.size = 0;
+        Ok(())
+    }
 }
 
 pub fn to_hex(digest: &Digest) -> String {
@@ -250,50 +300,44 @@ impl Body {
         }
     }
 
-    /// Streams the whole body into `dest`, hashing it, then flushes it to disk.
+    /// Streams the body onto the end of `sink`, hashing it, and hands the sink
+    /// back with how the copy ended: a body cut short leaves in the sink
+    /// everything received before the cut, so that a transfer can resume.
     /// `progress` counts the bytes as they are written.
-    pub async fn copy_to(
-        self,
-        mut dest: File,
-        dest_label: String,
-        progress: Option<Arc<Progress>>,
-    ) -> Result<Copied, BodyError> {
-        let write_error = move |source| BodyError::Io { label: dest_label.clone(), source };
+    pub async fn append_to(self, sink: Sink, progress: Option<Arc<Progress>>) -> (Sink, Result<(), BodyError>) {
         match self {
             Body::File(mut range) => tokio::task::spawn_blocking(move || {
+                let mut sink = sink;
                 range.progress = range.progress.or(progress);
-                let copied = range.copy_hashed(|chunk| dest.write_all(chunk).map_err(&write_error))?;
-                dest.sync_all().map_err(&write_error)?;
-                Ok(copied)
+                let result = range.for_each_chunk(false, |chunk| sink.write(chunk)).map(|_| ());
+                (sink, result)
             })
             .await
             .expect("copying thread panicked"),
             Body::Bytes(bytes) => tokio::task::spawn_blocking(move || {
-                dest.write_all(&bytes).map_err(&write_error)?;
-                if let Some(progress) = progress {
+                let mut sink = sink;
+                let result = sink.write(&bytes);
+                if let (Ok(()), Some(progress)) = (&result, progress) {
                     progress.add(bytes.len() as u64);
                 }
-                dest.sync_all().map_err(&write_error)?;
-                Ok(Copied { size: bytes.len() as u64, sha256: digest_of(&bytes) })
+                (sink, result)
             })
             .await
             .expect("copying thread panicked"),
             Body::Response(slot) => {
-                let mut response = slot.ok_or(BodyError::Consumed)?;
+                let Some(mut response) = slot else { return (sink, Err(BodyError::Consumed)) };
                 let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
                 let writer = tokio::task::spawn_blocking(move || {
-                    let mut hasher = Sha256::new();
-                    let mut size = 0u64;
+                    let mut sink = sink;
                     while let Some(chunk) = rx.blocking_recv() {
-                        hasher.update(&chunk);
-                        dest.write_all(&chunk).map_err(&write_error)?;
-                        size += chunk.len() as u64;
+                        if let Err(e) = sink.write(&chunk) {
+                            return (sink, Err(e));
+                        }
                         if let Some(progress) = &progress {
                             progress.add(chunk.len() as u64);
                         }
                     }
-                    dest.sync_all().map_err(&write_error)?;
-                    Ok(Copied { size, sha256: hasher.finalize().into() })
+                    (sink, Ok(()))
                 });
                 let received = async {
                     while let Some(chunk) = response.chunk().await? {
@@ -305,9 +349,8 @@ impl Body {
                 }
                 .await;
                 drop(tx);
-                let written = writer.await.expect("writing thread panicked");
-                received?;
-                written
+                let (sink, written) = writer.await.expect("writing thread panicked");
+                (sink, written.and(received))
             }
         }
     }

@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::output::{Output, human_size};
 use wharf::catalog::{CopyState, ObjectQuery, ObjectRecord, Stats};
-use wharf::gateway::{Caller, FileUpdate, Gateway, GcReport};
+use wharf::gateway::{Caller, FileUpdate, FsckOptions, FsckReport, Gateway, GcReport};
 
 #[derive(Args)]
 pub struct LsArgs {
@@ -84,6 +84,19 @@ pub struct StatsArgs {
     /// Count activity since DATE (YYYY-MM-DD, RFC 3339, or an age such as 30d)
     #[arg(long, value_name = "DATE", value_parser = parse_since)]
     since: Option<i64>,
+}
+
+#[derive(Args)]
+pub struct FsckArgs {
+    /// Put right what is found (mark, re-fetch from another copy, or remove) and say what was done
+    #[arg(long)]
+    repair: bool,
+    /// Also read every copy and check it against its SHA-256
+    #[arg(long)]
+    verify: bool,
+    /// Check only this provider (and not the spool)
+    #[arg(long, value_name = "P")]
+    provider: Option<String>,
 }
 
 #[derive(Args)]
@@ -255,6 +268,31 @@ pub async fn gc(gateway: &Gateway, args: GcArgs, out: &mut Output) {
         Ok(report) => out.item(&report, human_gc),
         Err(e) => out.error(None, &e),
     }
+}
+
+pub async fn fsck(gateway: &Gateway, args: FsckArgs, out: &mut Output) {
+    let options = FsckOptions { repair: args.repair, verify: args.verify, provider: args.provider };
+    match gateway.fsck(&options).await {
+        Ok(report) => {
+            out.item(&report, human_fsck);
+            if !report.is_clean() && !report.repair {
+                out.error(None, &"problems found; `wharf fsck --repair` puts right what it can");
+            }
+        }
+        Err(e) => out.error(None, &e),
+    }
+}
+
+fn human_fsck(report: &FsckReport) -> String {
+    let mut lines = vec![report.summary()];
+    lines.extend(report.partial.iter().map(|p| format!("  not checked: {p}")));
+    for f in &report.findings {
+        let at = f.provider.as_deref().map(|p| format!(" at {p}")).unwrap_or_default();
+        let records = if f.records.is_empty() { String::new() } else { format!(" ({})", f.records.join(", ")) };
+        let repair = f.repair.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        lines.push(format!("  {} {}{at}{records}: {}{repair}", f.kind, f.object, f.detail));
+    }
+    lines.join("\n")
 }
 
 fn human_gc(report: &GcReport) -> String {

@@ -60,6 +60,8 @@ enum Command {
     Stats(files::StatsArgs),
     /// Apply the retention rules of [retention]: expired links, old history, gone copies, old downloads, cache size
     Gc(files::GcArgs),
+    /// Check the catalog against what the providers hold and the spool: records without objects, objects without records, damaged copies (--verify), stale spool files
+    Fsck(files::FsckArgs),
     /// List the loaded adapters and what they can do
     Plugins,
     /// Serve the Model Context Protocol over standard input and output
@@ -148,6 +150,7 @@ async fn run_command(gateway: &Arc<Gateway>, command: Command, out: &mut Output)
         Command::Rm(args) => files::remove(&caller, args, out).await,
         Command::Stats(args) => files::stats(&caller, args, out).await,
         Command::Gc(args) => files::gc(gateway, args, out).await,
+        Command::Fsck(args) => files::fsck(gateway, args, out).await,
         Command::Plugins => {
             for plugin in gateway.plugins() {
                 out.item(&plugin, |p| {

@@ -18,7 +18,7 @@ use super::{Caller, GatewayError, now};
 use crate::body::{Body, BodyError, Copied, Digest, Progress, parse_hex, to_hex};
 use crate::catalog::{CopyState, DownloadRecord, ObjectRecord};
 use crate::runtime::{ByteRange, ContentKind, DownloadSupport};
-use crate::sandbox::{Destination, WriteError};
+use crate::sandbox::{Destination, PartialFile, WriteError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Downloaded {
@@ -284,9 +284,12 @@ impl Caller {
         }
     }
 
-    /// Downloads one copy into `target`. A SHA-256 mismatch is fetched once
-    /// more, since one may be damage in transit; a second marks the copy
-    /// corrupt, never to be served again until it is verified anew.
+    /// Downloads one copy into `target`. A stream cut mid-way (a reset, a
+    /// short body, a stall) carries on from the last byte received, with a
+    /// ranged read where the provider offers one (else from the start), under
+    /// the provider's retry policy. A SHA-256 mismatch is fetched once more,
+    /// since one may be damage in transit; a second marks the copy corrupt,
+    /// never to be served again until it is verified anew.
     async fn fetch_copy(
         &self,
         copy: &ObjectRecord,
@@ -294,37 +297,59 @@ impl Caller {
         expected: Option<Digest>,
         progress: &Option<Arc<Progress>>,
     ) -> Result<Copied, CopyFailure> {
-        let mut attempt = 0;
+        let adapter = self.adapter(Some(&copy.provider)).map_err(CopyFailure::Destination)?;
+        let write_error = |source: WriteError| GatewayError::Write {
+            id: copy.id.clone(),
+            provider: copy.provider.clone(),
+            destination: target.display.display().to_string(),
+            source: Box::new(source),
+        };
+        let destination_failed = |source: WriteError| CopyFailure::Destination(write_error(source));
+        let mut partial = target.begin().map_err(destination_failed)?;
+        let mut refetched = false;
+        let mut cuts = 0;
         loop {
-            attempt += 1;
-            let body = self.open_copy(copy, None).await?;
-            let error = match target.write(body, expected, progress.clone()).await {
-                Ok(copied) => return Ok(copied),
-                Err(error) => error,
-            };
-            let mismatch = matches!(error, WriteError::HashMismatch { .. });
-            if mismatch && attempt == 1 {
-                tracing::warn!("{} at {}: SHA-256 mismatch; fetching it once more", copy.id, copy.provider);
-                if let Some(progress) = progress {
-                    progress.add_total(copy.size);
+            let resume_at = partial.written();
+            let range = (resume_at > 0).then_some(ByteRange { offset: resume_at, length: None });
+            let body = self.open_copy(copy, range).await?;
+            match partial.append(body, progress.clone()).await {
+                Ok(()) => {}
+                Err(cut @ BodyError::Http(_)) => {
+                    cuts += 1;
+                    if !adapter.pause_before_retry(cuts).await {
+                        let error = write_error(WriteError::Body(cut));
+                        return Err(CopyFailure::Copy { kind: "read", error });
+                    }
+                    tracing::warn!("{} from {}: {cut}; resuming at byte {}", copy.id, copy.provider, partial.written());
+                    if !adapter.capabilities().ranged_download {
+                        self.start_over(&mut partial, progress).map_err(destination_failed)?;
+                    }
+                    continue;
                 }
-                continue;
+                Err(write @ BodyError::Write { .. }) => return Err(destination_failed(WriteError::Body(write))),
+                Err(other) => return Err(CopyFailure::Copy { kind: "read", error: write_error(other.into()) }),
             }
-            let destination_failed = matches!(error, WriteError::Io(_));
-            let error = GatewayError::Write {
-                id: copy.id.clone(),
-                provider: copy.provider.clone(),
-                destination: target.display.display().to_string(),
-                source: Box::new(error),
-            };
-            if destination_failed {
-                return Err(CopyFailure::Destination(error));
+            match partial.check(expected) {
+                Ok(_) => return partial.commit().await.map_err(destination_failed),
+                Err(mismatch) if !refetched => {
+                    tracing::warn!("{} at {}: {mismatch}; fetching it once more", copy.id, copy.provider);
+                    refetched = true;
+                    self.start_over(&mut partial, progress).map_err(destination_failed)?;
+                }
+                Err(mismatch) => {
+                    self.mark_corrupt(copy).await;
+                    return Err(CopyFailure::Copy { kind: "corrupt", error: write_error(mismatch) });
+                }
             }
-            if mismatch {
-                self.mark_corrupt(copy).await;
-            }
-            return Err(CopyFailure::Copy { kind: if mismatch { "corrupt" } else { "read" }, error });
         }
+    }
+
+    /// Throws away what a download wrote so far, to fetch it again whole.
+    fn start_over(&self, partial: &mut PartialFile, progress: &Option<Arc<Progress>>) -> Result<(), WriteError> {
+        if let Some(progress) = progress {
+            progress.add_total(partial.written());
+        }
+        Ok(partial.clear()?)
     }
 
     /// Marks every record of a remote object corrupt: the object is the same

@@ -8,9 +8,11 @@
 //! - `files.rs`: info, listing, metadata, removal
 //! - `links.rs`: single-use download links
 //! - `tokens.rs`: API tokens and authentication
+//! - `fsck.rs`: the catalog checked against the providers and the spool
 
 mod download;
 mod files;
+mod fsck;
 mod links;
 mod register;
 mod retention;
@@ -19,6 +21,7 @@ mod upload;
 
 pub use download::{ContentStream, Downloaded, FailedCopy, InlineContent, StreamedContent};
 pub use files::{FileDetails, FileInfo, FileUpdate, RemoteInfo};
+pub use fsck::{Finding, FsckOptions, FsckReport};
 pub use links::{LinkContent, LinkCreated, LinkRequest, LinkTarget, LinkTransfer, RangeRequest};
 pub use register::{DigestSource, Registered};
 pub use retention::{Evicted, GcReport};

@@ -20,7 +20,7 @@ use crate::runtime::{DownloadSupport, ErrorKind};
 
 /// A spool file older than this belongs to an upload that died with its
 /// process (spool files are unlinked as soon as they are open).
-const SPOOL_MAX_AGE: Duration = Duration::from_secs(3600);
+pub(super) const SPOOL_MAX_AGE: Duration = Duration::from_secs(3600);
 const DAY_SECS: i64 = 86_400;
 
 /// What a collection removed (or, in a dry run, would remove).
@@ -87,8 +87,7 @@ impl Gateway {
                 report.history_rows = self.catalog.delete_history(now() - days as i64 * DAY_SECS).await?;
             }
         }
-        let (files, bytes) =
-            remove_old_files(&self.spool_dir, SPOOL_MAX_AGE, dry_run, |name| name.starts_with("upload-"));
+        let (files, bytes) = remove_old_files(&self.spool_dir, SPOOL_MAX_AGE, dry_run, is_spool_file);
         report.spool_files = files.len() as u64;
         report.bytes_freed += bytes;
         if let Some(days) = retention.gone_days {
@@ -189,11 +188,16 @@ impl Gateway {
     }
 }
 
+/// Whether a file in the spool directory is an upload's spool file.
+pub(super) fn is_spool_file(name: &str) -> bool {
+    name.starts_with("upload-")
+}
+
 /// Regular files directly in `dir` older than `max_age` (by modification
 /// time) whose name `select` accepts: removed unless `dry_run`. Returns the
 /// files and their bytes. A directory that cannot be read has nothing to
 /// remove; symbolic links are never followed.
-fn remove_old_files(
+pub(super) fn remove_old_files(
     dir: &Path,
     max_age: Duration,
     dry_run: bool,

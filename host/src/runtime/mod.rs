@@ -302,7 +302,10 @@ impl Runtime {
         let storage_mount = storage.as_ref().map(|g| (g.path.clone(), g.writable));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
+            // A connection silent for a third of the call's time limit is given
+            // up, so that a stalled exchange is retried (or a cut download
+            // resumed) within the limit instead of using it all up.
+            .read_timeout(stall_timeout(provider.limits.timeout))
             // A redirect could lead past the allowlist: adapters see 3xx and decide.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
@@ -333,6 +336,12 @@ impl Runtime {
             .with_context(|| format!("provider {name}: its config was refused"))?;
         Ok(adapter)
     }
+}
+
+/// How long a connection may stay silent: a third of the call's time limit,
+/// at least a second and at most two minutes.
+fn stall_timeout(call_limit: Duration) -> Duration {
+    (call_limit / 3).clamp(Duration::from_secs(1), Duration::from_secs(120))
 }
 
 fn placeholder_capabilities() -> Capabilities {
@@ -495,6 +504,25 @@ impl Adapter {
         metrics::histogram!("wharf_adapter_call_seconds", "provider" => self.name().to_string(), "operation" => operation)
             .record(started.elapsed().as_secs_f64());
         outcome
+    }
+
+    /// Waits before retry number `retry` (1-based) of a transfer that failed
+    /// on the wire, as the provider's retry policy says; `false` when the
+    /// retries have run out.
+    pub async fn pause_before_retry(&self, retry: u32) -> bool {
+        match retry::backoff(&self.retry, retry) {
+            Some(wait) => {
+                tracing::warn!(
+                    provider = self.name(),
+                    attempt = retry,
+                    wait_ms = wait.as_millis() as u64,
+                    "transfer cut; retrying"
+                );
+                tokio::time::sleep(wait).await;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Stores content at the provider. The body is streamed by the host; a

@@ -22,6 +22,15 @@ pub fn wait_before(policy: &RetryPolicy, retry: u32, error: &CallError) -> Optio
     if let Some(asked) = asked.filter(|a| *a <= policy.max_retry_after) {
         return Some(asked);
     }
+    backoff(policy, retry)
+}
+
+/// Exponential backoff with jitter before retry number `retry` (1-based), or
+/// `None` when the retries have run out.
+pub fn backoff(policy: &RetryPolicy, retry: u32) -> Option<Duration> {
+    if retry > policy.max_retries {
+        return None;
+    }
     let exponential = policy.base_delay.saturating_mul(1 << (retry - 1).min(16)).min(policy.max_delay);
     // Jitter in [half, full] keeps clients that failed together from retrying together.
     let half = exponential / 2;

@@ -131,11 +131,13 @@ fn context(mut error: ProviderError, what: &str) -> ProviderError {
     error
 }
 
+/// The XML of a successful answer. One that does not parse was damaged on
+/// the way (or by a server glitch): unavailable, so that it is asked again.
 fn xml_body(what: &str, response: &Response) -> Result<Element, ProviderError> {
     let text = response.text()?;
     parse::xml(&text).map_err(|e| {
         let start: String = text.chars().take(200).collect();
-        ProviderError::new(ErrorKind::Other, format!("{what}: unexpected answer: {e}; body starts: {start}"))
+        ProviderError::new(ErrorKind::Unavailable, format!("{what}: unexpected answer: {e}; body starts: {start}"))
             .with_status(response.status)
     })
 }

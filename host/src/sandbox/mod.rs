@@ -11,7 +11,11 @@ use std::sync::Arc;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
 
-use crate::body::{Body, BodyError, Copied, Digest, FileRange, Progress, to_hex};
+mod partial;
+
+pub use partial::PartialFile;
+
+use crate::body::{Body, BodyError, Copied, Digest, FileRange, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -185,6 +189,12 @@ impl Sandbox {
 }
 
 impl Destination<'_> {
+    /// Starts writing the destination: nothing appears there until the
+    /// returned file is committed.
+    pub fn begin(&self) -> Result<PartialFile, WriteError> {
+        PartialFile::create(self.dir, &self.relative, &self.display.display().to_string())
+    }
+
     /// Streams the body into place atomically, checking its SHA-256;
     /// `progress` counts the bytes written.
     pub async fn write(
@@ -209,27 +219,10 @@ fn describe(file_type: cap_std::fs::FileType) -> &'static str {
     }
 }
 
-/// A temporary file that is removed unless it was renamed into place: on an
-/// error, and also when the write is abandoned (a cancelled request drops the
-/// future mid-copy).
-struct Partial<'a> {
-    dir: &'a Dir,
-    name: String,
-    kept: bool,
-}
-
-impl Drop for Partial<'_> {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = self.dir.remove_file(&self.name);
-        }
-    }
-}
-
-/// Writes `body` to `relative` under `dir`: into a temporary file beside the
-/// destination, fsynced, checked against `expected`, then renamed over it.
-/// On any failure, or if the write is abandoned, the temporary file is
-/// removed and the destination untouched.
+/// Writes `body` to `relative` under `dir`: into a file that stays invisible
+/// (or temporary) until it is complete, fsynced and checked against
+/// `expected`, then put in place over whatever was there. On any failure, or
+/// if the write is abandoned, nothing appears and the destination is untouched.
 pub async fn write_atomic(
     dir: &Dir,
     relative: &Path,
@@ -238,35 +231,8 @@ pub async fn write_atomic(
     label: &str,
     progress: Option<Arc<Progress>>,
 ) -> Result<Copied, WriteError> {
-    let file_name = relative
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{label} names no file")))?;
-    let parent = match relative.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => {
-            dir.create_dir_all(parent)?;
-            dir.open_dir(parent)?
-        }
-        None => dir.try_clone()?,
-    };
-    // The temporary name must fit the file system's 255 bytes too (with its
-    // 32 of dot, random part and suffix): a prefix of the final name does.
-    let shown = file_name.to_string_lossy();
-    let shown = &shown[..shown.floor_char_boundary(crate::validation::names::MAX_NAME_BYTES - 32)];
-    let temp_name = format!(".{shown}.{:016x}.wharf-partial", rand::random::<u64>());
-    let temp = parent.open_with(&temp_name, OpenOptions::new().write(true).create_new(true))?;
-    let mut partial = Partial { dir: &parent, name: temp_name, kept: false };
-    let copied = body.copy_to(temp.into_std(), label.to_string(), progress).await?;
-    if let Some(expected) = expected.filter(|e| *e != copied.sha256) {
-        return Err(WriteError::HashMismatch {
-            expected: to_hex(&expected),
-            actual: to_hex(&copied.sha256),
-            destination: label.to_string(),
-        });
-    }
-    parent.rename(&partial.name, &parent, file_name)?;
-    partial.kept = true;
-    // Make the rename itself durable.
-    // (cap-std's own directory handles are O_PATH, which cannot be fsynced.)
-    parent.open_with(".", OpenOptions::new().read(true))?.sync_all()?;
-    Ok(copied)
+    let mut partial = PartialFile::create(dir, relative, label)?;
+    partial.append(body, progress).await?;
+    partial.check(expected)?;
+    partial.commit().await
 }

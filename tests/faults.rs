@@ -1,0 +1,282 @@
+//! Faults on the wire: each operation against the real S3 server (SeaweedFS)
+//! through the fault proxy, once per fault. Every cell must end in success
+//! after retry, or in a clear error within the configured limits; never a
+//! partial file at a destination, never a record without its object nor an
+//! object without its record (checked by listing the server afterwards),
+//! never a hang. The test prints the matrix as a table.
+//!
+//! Needs `weed` from tests/requirements.txt; `scripts/test` installs it.
+
+mod common;
+#[path = "support/fault_proxy.rs"]
+mod fault_proxy;
+#[path = "support/s3_server.rs"]
+mod s3_server;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Scratch, pattern, records};
+use fault_proxy::{Fault, FaultProxy};
+use s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
+use wharf::gateway::{Caller, Source, UploadOptions};
+
+const BUCKET: &str = "wharf-faults";
+const PREFIX: &str = "faults/";
+const KEY_ID_ENV: &str = "WHARF_TEST_S3_ACCESS_KEY_ID";
+const SECRET_ENV: &str = "WHARF_TEST_S3_SECRET_ACCESS_KEY";
+const MIB: usize = 1 << 20;
+/// The adapter's time limit per call; a stalled connection is given up well within it.
+const TIMEOUT_SECS: u64 = 9;
+/// No cell may take longer than this, whatever happens.
+const CELL_LIMIT: Duration = Duration::from_secs(45);
+
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    SmallUpload,
+    MultipartUpload,
+    Download,
+    Stat,
+    List,
+    Delete,
+}
+
+impl Operation {
+    /// Listing first: its answer grows with every object stored, and even
+    /// dripped at 1 KiB/s it must arrive within the time limit.
+    const ALL: [Operation; 6] = [
+        Operation::List,
+        Operation::SmallUpload,
+        Operation::MultipartUpload,
+        Operation::Download,
+        Operation::Stat,
+        Operation::Delete,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Operation::SmallUpload => "small upload",
+            Operation::MultipartUpload => "multipart upload",
+            Operation::Download => "download",
+            Operation::Stat => "stat",
+            Operation::List => "list",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+fn provider(endpoint: &str) -> String {
+    format!(
+        r#"
+[providers.s3]
+plugin = "s3"
+allowed_hosts = ["{endpoint}"]
+secrets = {{ access_key_id = "{KEY_ID_ENV}", secret_access_key = "{SECRET_ENV}" }}
+config = {{ endpoint = "{endpoint}", region = "us-east-1", bucket = "{BUCKET}", prefix = "{PREFIX}", multipart_threshold = 5242880, part_size = 5242880 }}
+limits = {{ timeout_secs = {TIMEOUT_SECS} }}
+retry = {{ max_retries = 3, base_delay_ms = 50, max_delay_ms = 200, max_retry_after_ms = 2000 }}
+"#
+    )
+}
+
+fn to_s3() -> UploadOptions {
+    UploadOptions { provider: Some("s3".into()), ..UploadOptions::default() }
+}
+
+/// Content unique to one cell, so that every cell has keys of its own.
+fn content(cell: usize, size: usize) -> Vec<u8> {
+    let mut bytes = pattern(size);
+    bytes[..8].copy_from_slice(&(cell as u64).to_le_bytes());
+    bytes
+}
+
+/// How one cell ended.
+struct Outcome {
+    /// `ok`, or the error.
+    result: Result<(), String>,
+    elapsed: Duration,
+}
+
+/// Runs one operation with `fault` scripted on the request that carries it.
+async fn run_cell(
+    gateway: &Caller,
+    scratch: &Scratch,
+    proxy: &FaultProxy,
+    cell: usize,
+    operation: Operation,
+    fault: Fault,
+) -> Result<(), String> {
+    let small = content(cell, 8 * 1024);
+    let key_of = |bytes: &[u8]| format!("{PREFIX}{}", common::sha256_hex(bytes));
+    let error = |e: wharf::gateway::GatewayError| e.to_string();
+    match operation {
+        Operation::SmallUpload => {
+            proxy.once("PUT", &key_of(&small), fault);
+            let path = scratch.write(&format!("small-{cell}.bin"), &small);
+            gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
+        }
+        Operation::MultipartUpload => {
+            let large = content(cell, 11 * MIB);
+            proxy.once("PUT", "partNumber=2", fault);
+            let path = scratch.write(&format!("large-{cell}.bin"), &large);
+            gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
+        }
+        Operation::Download => {
+            let path = scratch.write(&format!("down-{cell}.bin"), &small);
+            let up = gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
+            proxy.once("GET", &key_of(&small), fault);
+            let destination = scratch.work().join(format!("back-{cell}.bin"));
+            let result = gateway.download(&up.id, Some(&destination), Some("s3")).await;
+            match result {
+                Ok(_) => {
+                    let back = std::fs::read(&destination).map_err(|e| e.to_string())?;
+                    if back != small {
+                        return Err(format!("downloaded bytes differ ({} bytes)", back.len()));
+                    }
+                }
+                Err(e) if destination.exists() => return Err(format!("failed ({e}) but left {destination:?}")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Operation::Stat => {
+            let path = scratch.write(&format!("stat-{cell}.bin"), &small);
+            let up = gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
+            proxy.once("HEAD", &key_of(&small), fault);
+            let info = gateway.info(&up.id).await.map_err(error)?;
+            match (info.remote, info.remote_error) {
+                (Some(remote), _) if remote.size == Some(small.len() as u64) => {}
+                (Some(remote), _) => return Err(format!("stat answered size {:?}", remote.size)),
+                (None, error) => return Err(error.unwrap_or_else(|| "no stat".into())),
+            }
+        }
+        Operation::List => {
+            let path = scratch.write(&format!("list-{cell}.bin"), &small);
+            gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
+            proxy.once("GET", "list-type=2", fault);
+            let listed = gateway.list_remote(Some("s3")).await.map_err(error)?;
+            if !listed.iter().any(|item| item.remote_id == key_of(&small)) {
+                return Err(format!("the listing of {} objects lacks the one just stored", listed.len()));
+            }
+        }
+        Operation::Delete => {
+            let path = scratch.write(&format!("delete-{cell}.bin"), &small);
+            let up = gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
+            proxy.once("DELETE", &key_of(&small), fault);
+            gateway.remove(&up.id, false).await.map_err(error)?;
+        }
+    }
+    Ok(())
+}
+
+/// Files in the sandbox that are not what a test wrote or a download completed.
+fn partial_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with('.') || name.contains("wharf-partial"))
+        .collect()
+}
+
+/// The catalog's records at s3 and the server's objects under the prefix
+/// must name the same keys, and no multipart upload may be left pending.
+async fn check_consistency(gateway: &Caller, server: &S3Server) -> Result<(), String> {
+    let recorded: BTreeSet<String> = records(gateway, Some("s3")).await.into_iter().map(|r| r.remote_id).collect();
+    let stored: BTreeSet<String> = server.list_keys(BUCKET, PREFIX).await.into_iter().collect();
+    if recorded != stored {
+        let orphans: Vec<_> = stored.difference(&recorded).collect();
+        let missing: Vec<_> = recorded.difference(&stored).collect();
+        return Err(format!("objects without records: {orphans:?}; records without objects: {missing:?}"));
+    }
+    let pending = server.pending_uploads(BUCKET).await;
+    if pending.contains("<Upload>") {
+        return Err(format!("multipart uploads left pending: {pending}"));
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[(Operation, Vec<(Fault, Outcome)>)]) {
+    let width = 12;
+    let mut out = format!("\n{:<18}", "operation \\ fault");
+    for fault in Fault::ALL {
+        out.push_str(&format!("| {:<width$}", fault.label()));
+    }
+    out.push('\n');
+    out.push_str(&"-".repeat(18 + Fault::ALL.len() * (width + 2)));
+    out.push('\n');
+    for (operation, cells) in rows {
+        out.push_str(&format!("{:<18}", operation.label()));
+        for (_, outcome) in cells {
+            let verdict = match outcome.result {
+                Ok(()) => "ok",
+                Err(_) => "ERROR",
+            };
+            let text = format!("{verdict} {:.1}s", outcome.elapsed.as_secs_f64());
+            out.push_str(&format!("| {text:<width$}"));
+        }
+        out.push('\n');
+    }
+    println!("{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_survives_every_single_fault() {
+    // SAFETY: set before anything reads the environment, to constant values.
+    unsafe {
+        std::env::set_var(KEY_ID_ENV, ACCESS_KEY_ID);
+        std::env::set_var(SECRET_ENV, SECRET_ACCESS_KEY);
+    }
+    let server = S3Server::start().await;
+    server.create_bucket(BUCKET).await;
+    let proxy = FaultProxy::start(&server.endpoint);
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&provider(&proxy.url)).await;
+
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    let mut cell = 0;
+    for operation in Operation::ALL {
+        let mut cells = Vec::new();
+        for fault in Fault::ALL {
+            cell += 1;
+            proxy.reset();
+            let started = Instant::now();
+            let run = run_cell(&gateway, &scratch, &proxy, cell, operation, fault);
+            let mut result = match tokio::time::timeout(CELL_LIMIT, run).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("still running after {CELL_LIMIT:?}")),
+            };
+            let elapsed = started.elapsed();
+            let unused = proxy.unused();
+            if result.is_ok() && !unused.is_empty() {
+                result = Err(format!("the fault was never injected: {unused:?}; exchanges: {:?}", proxy.log()));
+            }
+            let cut = matches!(fault, Fault::ResetMidBody | Fault::ShortBody | Fault::NeverEnds);
+            if result.is_ok() && matches!(operation, Operation::Download) && cut {
+                let resumed = proxy.log().iter().any(|exchange| exchange.contains("range=bytes="));
+                if !resumed {
+                    result = Err(format!("a cut download did not resume with a ranged read: {:?}", proxy.log()));
+                }
+            }
+            let leftovers = partial_files(&scratch.work());
+            if !leftovers.is_empty() {
+                result = Err(format!("partial files left in the sandbox: {leftovers:?}"));
+            }
+            if let Err(e) = check_consistency(&gateway, &server).await {
+                result = Err(e);
+            }
+            if let Err(e) = &result {
+                failures.push(format!(
+                    "{} × {}: {e}\n    exchanges: {:?}",
+                    operation.label(),
+                    fault.label(),
+                    proxy.log()
+                ));
+            }
+            cells.push((fault, Outcome { result, elapsed }));
+        }
+        rows.push((operation, cells));
+    }
+    print_table(&rows);
+    assert!(failures.is_empty(), "{} cells failed:\n{}", failures.len(), failures.join("\n"));
+}
