@@ -13,7 +13,13 @@ use wharf::gateway::{Caller, Gateway};
 
 /// The hostile test adapter, built for wasm32-wasip2 by the host's build script.
 pub fn hostile_plugin() -> PathBuf {
-    Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR")).join("wharf_test_hostile.wasm")
+    test_adapter("hostile")
+}
+
+/// A test adapter of tests/adapters (`hostile`, `v0_1`, `sockets`, `future`),
+/// built for wasm32-wasip2 by the host's build script.
+pub fn test_adapter(name: &str) -> PathBuf {
+    Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR")).join(format!("wharf_test_{name}.wasm"))
 }
 
 /// The `[host]` keys `write_config` uses: the local provider for everything.

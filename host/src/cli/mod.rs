@@ -7,6 +7,7 @@
 
 mod files;
 mod output;
+mod plugins;
 mod transfer;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use output::Output;
+use plugins::PluginsCommand;
 use transfer::{DownloadArgs, UploadArgs};
 use wharf::config::{self, Config};
 use wharf::gateway::Gateway;
@@ -60,8 +62,11 @@ enum Command {
     Stats(files::StatsArgs),
     /// Apply the retention rules of [retention]: expired links, old history, gone copies, old downloads, cache size
     Gc(files::GcArgs),
-    /// List the loaded adapters and what they can do
-    Plugins,
+    /// List the loaded adapters and what they can do; check a component
+    Plugins {
+        #[command(subcommand)]
+        command: Option<PluginsCommand>,
+    },
     /// Serve the Model Context Protocol over standard input and output
     Mcp,
     /// Serve HTTP: download links, the file API, health and metrics (see docs/http-api.md)
@@ -102,6 +107,10 @@ enum TokenCommand {
 
 pub async fn run(cli: Cli) -> ExitCode {
     let mut out = Output::new(cli.json);
+    if let Command::Plugins { command: Some(PluginsCommand::Check { path, provider }) } = &cli.command {
+        plugins::check(cli.config.as_deref(), path, provider.as_deref(), &mut out).await;
+        return out.exit_code();
+    }
     let config_path = config::locate(cli.config.as_deref());
     let config = match Config::load(&config_path) {
         Ok(config) => config,
@@ -148,16 +157,9 @@ async fn run_command(gateway: &Arc<Gateway>, command: Command, out: &mut Output)
         Command::Rm(args) => files::remove(&caller, args, out).await,
         Command::Stats(args) => files::stats(&caller, args, out).await,
         Command::Gc(args) => files::gc(gateway, args, out).await,
-        Command::Plugins => {
-            for plugin in gateway.plugins() {
-                out.item(&plugin, |p| {
-                    let hosts = if p.allowed_hosts.is_empty() { "none".into() } else { p.allowed_hosts.join(", ") };
-                    format!(
-                        "{}  {}  download={} stat={} list={} delete={} presign={} persistent={}  hosts: {hosts}",
-                        p.name, p.wit_version, p.download, p.stat, p.list, p.delete, p.presign, p.persistent
-                    )
-                });
-            }
+        Command::Plugins { command: None | Some(PluginsCommand::Ls) } => plugins::list(gateway, out),
+        Command::Plugins { command: Some(PluginsCommand::Check { .. }) } => {
+            unreachable!("checked before the gateway opens")
         }
         Command::Mcp => {
             if let Err(e) = wharf::mcp::serve_stdio(gateway.clone()).await {

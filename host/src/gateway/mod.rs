@@ -38,7 +38,7 @@ use serde::Serialize;
 use crate::body::{BodyError, parse_hex, to_hex};
 use crate::catalog::{Catalog, CatalogError, CopyState, Event, EventKind, ObjectRecord};
 use crate::config::Config;
-use crate::runtime::{Adapter, CallError, DownloadSupport, ErrorKind, ObjectRef, Runtime, WIT_VERSION};
+use crate::runtime::{Adapter, CallError, ContractVersion, DownloadSupport, ErrorKind, ObjectRef, Runtime};
 use crate::sandbox::{Sandbox, SandboxError, WriteError};
 use crate::validation::{Refusal, Validator};
 
@@ -69,8 +69,11 @@ impl Principal {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PluginInfo {
     pub name: String,
-    pub wit_version: &'static str,
+    /// The contract version the component was built for.
+    pub wit_version: ContractVersion,
     pub plugin: PathBuf,
+    /// Lowercase hex SHA-256 of the component, for a `sha256` pin.
+    pub sha256: String,
     pub download: String,
     pub stat: bool,
     pub list: bool,
@@ -333,8 +336,9 @@ impl Gateway {
                 let caps = adapter.capabilities();
                 PluginInfo {
                     name: adapter.name().to_string(),
-                    wit_version: WIT_VERSION,
+                    wit_version: adapter.contract(),
                     plugin: adapter.plugin_path().to_path_buf(),
+                    sha256: adapter.sha256().to_string(),
                     download: caps.download.to_string(),
                     stat: caps.stat,
                     list: caps.list,

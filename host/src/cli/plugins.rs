@@ -1,0 +1,80 @@
+//! `wharf plugins …`: listing the loaded adapters and checking a component.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+
+use super::output::Output;
+use wharf::config::{self, Config, ProviderConfig};
+use wharf::gateway::Gateway;
+use wharf::runtime::{CheckReport, Runtime};
+
+#[derive(Subcommand)]
+pub enum PluginsCommand {
+    /// List the loaded adapters, their contract version and what they can do (the default)
+    Ls,
+    /// Check a component: is it one, which contract it targets, its imports, `init` and its capabilities
+    Check {
+        /// The component file (.wasm)
+        path: PathBuf,
+        /// Initialise it with this provider's entry of the config file (its config table, grants and pin)
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
+    },
+}
+
+pub fn list(gateway: &Gateway, out: &mut Output) {
+    for plugin in gateway.plugins() {
+        out.item(&plugin, |p| {
+            let hosts = if p.allowed_hosts.is_empty() { "none".into() } else { p.allowed_hosts.join(", ") };
+            format!(
+                "{}  {}  download={} stat={} list={} delete={} presign={} persistent={}  hosts: {hosts}",
+                p.name, p.wit_version, p.download, p.stat, p.list, p.delete, p.presign, p.persistent
+            )
+        });
+    }
+}
+
+/// `wharf plugins check PATH [--provider NAME]`: exit code 0 when every step passed.
+pub async fn check(config_file: Option<&Path>, path: &Path, provider: Option<&str>, out: &mut Output) {
+    let (entry, cache_dir) = match provider {
+        Some(name) => {
+            let config = match Config::load(&config::locate(config_file)) {
+                Ok(config) => config,
+                Err(e) => return out.error(None, &e),
+            };
+            let Some(entry) = config.providers.get(name) else {
+                let known = config.providers.keys().cloned().collect::<Vec<_>>().join(", ");
+                return out
+                    .usage(&format_args!("{}: no provider {name:?}; configured: {known}", config.file.display()));
+            };
+            (entry.clone(), config.data_dir.join("components"))
+        }
+        None => {
+            (ProviderConfig::standalone("checked", path.to_path_buf()), std::env::temp_dir().join("wharf-components"))
+        }
+    };
+    let runtime = match Runtime::new(&cache_dir, entry.limits.memory_bytes) {
+        Ok(runtime) => runtime,
+        Err(e) => return out.error(None, &format_args!("{e:#}")),
+    };
+    let report = runtime.check(path, &entry).await;
+    let passed = report.passed;
+    out.item(&report, human);
+    if !passed {
+        out.error(Some(&path.display().to_string()), &"refused: see the failed check above");
+    }
+}
+
+fn human(report: &CheckReport) -> String {
+    let mut text = format!("{}\n", report.component);
+    if let Some(sha256) = &report.sha256 {
+        text.push_str(&format!("  sha256        {sha256}\n"));
+    }
+    for finding in &report.findings {
+        let mark = if finding.passed { "ok  " } else { "FAIL" };
+        text.push_str(&format!("  {mark} {:<12} {}\n", finding.check, finding.detail));
+    }
+    text.push_str(if report.passed { "verdict: usable as an adapter" } else { "verdict: refused" });
+    text
+}

@@ -1,0 +1,136 @@
+//! The operator kit: `wharf plugins check` verdicts, `sha256` pins, and
+//! components built for older contract versions served beside current ones.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{Scratch, pattern, sha256_hex, test_adapter};
+use wharf::config::Config;
+use wharf::gateway::{Gateway, Source, UploadOptions};
+use wharf::runtime::ContractVersion;
+
+fn builtin(name: &str) -> std::path::PathBuf {
+    Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR")).join(format!("wharf_plugin_{name}.wasm"))
+}
+
+fn check(scratch: &Scratch, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("--config")
+        .arg(scratch.config_path())
+        .args(["plugins", "check"])
+        .args(args)
+        .current_dir(scratch.work())
+        .output()
+        .expect("running wharf")
+}
+
+/// The check's verdict: exit code 0 with every step passed, or 1 with the
+/// failed step and why on stdout.
+fn verdict(output: &Output) -> (i32, String) {
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().expect("wharf exits"), text)
+}
+
+#[test]
+fn check_accepts_a_built_in_adapter_and_shows_its_contract_and_capabilities() {
+    let scratch = Scratch::new();
+    let (code, text) = verdict(&check(&scratch, &[builtin("local").to_str().unwrap()]));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("contract     wharf:provider@0.2.0 (current)"), "{text}");
+    assert!(text.contains("ranged-download resolve"), "{text}");
+    assert!(text.contains("verdict: usable as an adapter"), "{text}");
+    let digest = sha256_hex(&std::fs::read(builtin("local")).unwrap());
+    assert!(text.contains(&digest), "the digest to pin is shown: {text}");
+}
+
+#[test]
+fn check_refuses_a_core_module() {
+    let scratch = Scratch::new();
+    // The smallest valid core module: the header alone.
+    let module = scratch.write("core.wasm", b"\0asm\x01\0\0\0");
+    let (code, text) = verdict(&check(&scratch, &[module.to_str().unwrap()]));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("FAIL component") && text.contains("core Wasm module, not a component"), "{text}");
+}
+
+#[test]
+fn check_refuses_a_component_importing_sockets() {
+    let scratch = Scratch::new();
+    let (code, text) = verdict(&check(&scratch, &[test_adapter("sockets").to_str().unwrap()]));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("FAIL imports") && text.contains("wasi:sockets/tcp"), "{text}");
+}
+
+#[test]
+fn check_refuses_an_unknown_contract_version() {
+    let scratch = Scratch::new();
+    let (code, text) = verdict(&check(&scratch, &[test_adapter("future").to_str().unwrap()]));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("FAIL contract") && text.contains("wharf:provider@0.9.0"), "{text}");
+    assert!(text.contains("loads wharf:provider@0.1.0 and wharf:provider@0.2.0"), "{text}");
+}
+
+#[test]
+fn check_with_a_provider_entry_refuses_a_pin_mismatch_and_json_says_why() {
+    let scratch = Scratch::new();
+    let pin = "0".repeat(64);
+    scratch.write_config(&format!("sha256 = \"{pin}\"\n"));
+    let output = check(&scratch, &["--json", "--provider", "local", builtin("local").to_str().unwrap()]);
+    let (code, text) = verdict(&output);
+    assert_eq!(code, 1, "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(report["passed"], false);
+    let failed = report["findings"].as_array().unwrap().iter().find(|f| f["passed"] == false).unwrap();
+    assert_eq!(failed["check"], "pin");
+    let digest = sha256_hex(&std::fs::read(builtin("local")).unwrap());
+    let detail = failed["detail"].as_str().unwrap();
+    assert!(detail.contains(&digest) && detail.contains(&pin), "names both digests: {detail}");
+}
+
+#[tokio::test]
+async fn a_pinned_component_with_other_bytes_is_refused_naming_both_digests() {
+    let scratch = Scratch::new();
+    let pin = "ab".repeat(32);
+    let config = Config::load(&scratch.write_config(&format!("sha256 = \"{pin}\"\n"))).unwrap();
+    let err = Gateway::open(config).await.err().expect("a wrong pin is refused");
+    let message = format!("{err:#}");
+    let digest = sha256_hex(&std::fs::read(builtin("local")).unwrap());
+    assert!(message.contains(&pin) && message.contains(&digest), "{message}");
+    assert!(message.contains("[providers.local] sha256"), "{message}");
+
+    let config = Config::load(&scratch.write_config(&format!("sha256 = \"{digest}\"\n"))).unwrap();
+    Gateway::open(config).await.expect("the right pin loads");
+}
+
+#[tokio::test]
+async fn a_0_1_0_component_serves_uploads_and_downloads_beside_0_2_0_ones() {
+    let scratch = Scratch::new();
+    let extra = format!(
+        "\n[providers.old]\nplugin = \"{}\"\nstorage_dir = \"{}/old\"\n",
+        test_adapter("v0_1").display(),
+        scratch.data().display()
+    );
+    let gateway = scratch.open_gateway(&extra).await;
+    let plugins = gateway.plugins();
+    let old = plugins.iter().find(|p| p.name == "old").unwrap();
+    let local = plugins.iter().find(|p| p.name == "local").unwrap();
+    assert_eq!(old.wit_version, ContractVersion::V0_1);
+    assert_eq!(local.wit_version, ContractVersion::V0_2);
+    assert!(!old.ranged_download && !old.resolve, "0.1.0 has neither");
+
+    let caller = gateway.host_caller();
+    let content = pattern(300_000);
+    let options = UploadOptions { provider: Some("old".into()), ..Default::default() };
+    let up = caller.upload(Source::Path(scratch.write("old.bin", &content)), &options).await.unwrap();
+    let destination = scratch.work().join("old-copy.bin");
+    let down = caller.download(&up.id, Some(&destination), Some("old")).await.unwrap();
+    assert_eq!(down.provider, "old");
+    assert!(down.verified);
+    assert_eq!(std::fs::read(&destination).unwrap(), content);
+    let info = caller.info(&up.id).await.unwrap();
+    let text = serde_json::to_string(&info).unwrap();
+    assert!(text.contains("\"old\""), "{text}");
+}
