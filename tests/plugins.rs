@@ -134,3 +134,42 @@ async fn a_0_1_0_component_serves_uploads_and_downloads_beside_0_2_0_ones() {
     let text = serde_json::to_string(&info).unwrap();
     assert!(text.contains("\"old\""), "{text}");
 }
+
+fn wharf(scratch: &Scratch, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("--config")
+        .arg(scratch.config_path())
+        .args(args)
+        .current_dir(scratch.work())
+        .output()
+        .expect("running wharf")
+}
+
+#[test]
+fn the_conformance_suite_passes_for_the_local_adapter() {
+    let scratch = Scratch::new();
+    scratch.write_config("");
+    let (code, text) = verdict(&wharf(&scratch, &["plugins", "test", "local"]));
+    assert_eq!(code, 0, "{text}");
+    for step in ["upload", "stat", "list", "download", "ranged download", "delete", "stat after delete", "missing object"]
+    {
+        assert!(text.contains(&format!("ok   {step:<18}")), "{step} passes: {text}");
+    }
+    assert!(text.contains("conformance: passed"), "{text}");
+}
+
+#[test]
+fn the_conformance_suite_fails_with_a_clear_line_for_wrong_bytes() {
+    let scratch = Scratch::new();
+    scratch.write_config(&format!(
+        "\n[providers.liar]\nplugin = \"{}\"\nstorage_dir = \"{}/liar\"\n",
+        test_adapter("liar").display(),
+        scratch.data().display()
+    ));
+    let (code, text) = verdict(&wharf(&scratch, &["plugins", "test", "liar"]));
+    assert_eq!(code, 1, "{text}");
+    let line = text.lines().find(|l| l.contains("FAIL")).expect("a failed step");
+    assert!(line.contains("download") && line.contains("wrong bytes: SHA-256"), "{line}");
+    assert!(text.contains("skip ranged download"), "undeclared steps are skipped: {text}");
+    assert!(text.contains("conformance: failed"), "{text}");
+}

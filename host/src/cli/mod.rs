@@ -158,6 +158,7 @@ async fn run_command(gateway: &Arc<Gateway>, command: Command, out: &mut Output)
         Command::Stats(args) => files::stats(&caller, args, out).await,
         Command::Gc(args) => files::gc(gateway, args, out).await,
         Command::Plugins { command: None | Some(PluginsCommand::Ls) } => plugins::list(gateway, out),
+        Command::Plugins { command: Some(PluginsCommand::Test { name }) } => plugins::test(gateway, &name, out).await,
         Command::Plugins { command: Some(PluginsCommand::Check { .. }) } => {
             unreachable!("checked before the gateway opens")
         }

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::output::Output;
 use wharf::config::{self, Config, ProviderConfig};
-use wharf::gateway::Gateway;
+use wharf::gateway::{ConformanceReport, Gateway, StepOutcome};
 use wharf::runtime::{CheckReport, Runtime};
 
 #[derive(Subcommand)]
@@ -20,6 +20,11 @@ pub enum PluginsCommand {
         /// Initialise it with this provider's entry of the config file (its config table, grants and pin)
         #[arg(long, value_name = "NAME")]
         provider: Option<String>,
+    },
+    /// Run the conformance suite against a configured provider (stores one small object and deletes it)
+    Test {
+        /// The provider's name in the config file
+        name: String,
     },
 }
 
@@ -76,5 +81,33 @@ fn human(report: &CheckReport) -> String {
         text.push_str(&format!("  {mark} {:<12} {}\n", finding.check, finding.detail));
     }
     text.push_str(if report.passed { "verdict: usable as an adapter" } else { "verdict: refused" });
+    text
+}
+
+/// `wharf plugins test NAME`: exit code 0 when no step failed.
+pub async fn test(gateway: &Gateway, name: &str, out: &mut Output) {
+    match gateway.conformance(name).await {
+        Ok(report) => {
+            let passed = report.passed;
+            out.item(&report, conformance_text);
+            if !passed {
+                out.error(Some(name), &"the conformance suite failed: see the FAIL lines above");
+            }
+        }
+        Err(e) => out.error(Some(name), &e),
+    }
+}
+
+fn conformance_text(report: &ConformanceReport) -> String {
+    let mut text = format!("{}\n", report.provider);
+    for step in &report.steps {
+        let mark = match step.outcome {
+            StepOutcome::Passed => "ok  ",
+            StepOutcome::Failed => "FAIL",
+            StepOutcome::Skipped => "skip",
+        };
+        text.push_str(&format!("  {mark} {:<18} {}\n", step.step, step.detail));
+    }
+    text.push_str(if report.passed { "conformance: passed" } else { "conformance: failed" });
     text
 }

@@ -9,6 +9,7 @@
 //! - `links.rs`: single-use download links
 //! - `tokens.rs`: API tokens and authentication
 
+mod conformance;
 mod download;
 mod files;
 mod links;
@@ -17,6 +18,7 @@ mod retention;
 mod tokens;
 mod upload;
 
+pub use conformance::{ConformanceReport, ConformanceStep, StepOutcome};
 pub use download::{ContentStream, Downloaded, FailedCopy, InlineContent, StreamedContent};
 pub use files::{FileDetails, FileInfo, FileUpdate, RemoteInfo};
 pub use links::{LinkContent, LinkCreated, LinkRequest, LinkTarget, LinkTransfer, RangeRequest};
