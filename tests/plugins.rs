@@ -151,7 +151,8 @@ fn the_conformance_suite_passes_for_the_local_adapter() {
     scratch.write_config("");
     let (code, text) = verdict(&wharf(&scratch, &["plugins", "test", "local"]));
     assert_eq!(code, 0, "{text}");
-    for step in ["upload", "stat", "list", "download", "ranged download", "delete", "stat after delete", "missing object"]
+    for step in
+        ["upload", "stat", "list", "download", "ranged download", "delete", "stat after delete", "missing object"]
     {
         assert!(text.contains(&format!("ok   {step:<18}")), "{step} passes: {text}");
     }

@@ -10,8 +10,9 @@ use super::{Gateway, GatewayError, os_random};
 use crate::body::{Body, digest_of, to_hex};
 use crate::runtime::{Adapter, ByteRange, CallError, ContentKind, DownloadSupport, ErrorKind, ObjectRef};
 
-/// The test object: large enough for a range in its middle, text so that
-/// providers which extract text accept it.
+/// The test object, in lines of CSV: large enough for a range in its
+/// middle, and a type every built-in provider accepts (GLM's file-extract
+/// takes documents, spreadsheets and images only).
 const PAYLOAD_LINES: usize = 4_000;
 /// Listing gives up after this many pages without finding the object.
 const MAX_LIST_PAGES: usize = 100;
@@ -69,13 +70,13 @@ impl Gateway {
 
         let nonce = hex::encode(os_random::<8>());
         let payload: Bytes = (0..PAYLOAD_LINES)
-            .map(|line| format!("wharf conformance {nonce} line {line:05}\n"))
+            .map(|line| format!("wharf,conformance,{nonce},{line:05}\n"))
             .collect::<String>()
             .into();
         let sha256 = to_hex(&digest_of(&payload));
-        let file_name = format!("wharf-conformance-{nonce}.txt");
+        let file_name = format!("wharf-conformance-{nonce}.csv");
         let uploaded = adapter
-            .upload(Body::Bytes(payload.clone()), &file_name, "text/plain", &sha256, None)
+            .upload(Body::Bytes(payload.clone()), &file_name, "text/csv", &sha256, None)
             .await
             .map_err(|e| format!("{e}"));
         let info = match uploaded {
@@ -132,7 +133,10 @@ impl Gateway {
                 Err(e) if matches!(e.kind(), Some(ErrorKind::Unsupported)) => report.skip("download", &e.to_string()),
                 answer => {
                     let read = read_download(answer).await;
-                    report.outcome("download", read.map(|(bytes, _)| format!("{} bytes of derived content", bytes.len())));
+                    report.outcome(
+                        "download",
+                        read.map(|(bytes, _)| format!("{} bytes of derived content", bytes.len())),
+                    );
                 }
             },
             DownloadSupport::None => report.skip("download", "the adapter declares no download"),
@@ -173,7 +177,8 @@ impl Gateway {
 
         let missing = ObjectRef { remote_id: format!("wharf-conformance-missing-{nonce}"), purpose: info.purpose };
         if caps.stat {
-            report.outcome("missing object", expect_not_found(adapter.stat(&missing).await, "stat of a missing object"));
+            report
+                .outcome("missing object", expect_not_found(adapter.stat(&missing).await, "stat of a missing object"));
         } else if caps.download != DownloadSupport::None {
             let derived = caps.download == DownloadSupport::Derived;
             let answer = adapter.download(&missing, derived, None).await.map(drop);
