@@ -174,3 +174,41 @@ fn the_conformance_suite_fails_with_a_clear_line_for_wrong_bytes() {
     assert!(text.contains("skip ranged download"), "undeclared steps are skipped: {text}");
     assert!(text.contains("conformance: failed"), "{text}");
 }
+
+/// `wharf plugins new` → `cargo build` → `wharf plugins check`, with no edit between.
+#[test]
+fn a_scaffolded_adapter_builds_and_passes_check_unmodified() {
+    let scratch = Scratch::new();
+    let made =
+        wharf(&scratch, &["--json", "plugins", "new", "example-store", "--dir", scratch.work().to_str().unwrap()]);
+    let (code, text) = verdict(&made);
+    assert_eq!(code, 0, "{text}");
+    let crate_dir = scratch.work().join("example-store");
+    for file in ["Cargo.toml", "README.md", "src/lib.rs", "src/config.rs", "src/core.rs", "src/error.rs"] {
+        assert!(crate_dir.join(file).is_file(), "{file} is written");
+    }
+    assert_eq!(
+        wharf(&scratch, &["plugins", "new", "example-store", "--dir", scratch.work().to_str().unwrap()]).status.code(),
+        Some(1),
+        "an existing crate is not overwritten"
+    );
+
+    // The guests' target directory: its dependencies are compiled already.
+    let target_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(&crate_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("running cargo");
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let component = target_dir.join("wasm32-wasip2/release/wharf_plugin_example_store.wasm");
+    let (code, text) = verdict(&check(&scratch, &[component.to_str().unwrap()]));
+    std::fs::remove_file(&component).ok();
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("wharf:provider@0.2.0 (current)"), "{text}");
+}

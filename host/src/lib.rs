@@ -12,4 +12,5 @@ pub mod http;
 pub mod mcp;
 pub mod runtime;
 pub mod sandbox;
+pub mod scaffold;
 pub mod validation;

@@ -111,6 +111,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         plugins::check(cli.config.as_deref(), path, provider.as_deref(), &mut out).await;
         return out.exit_code();
     }
+    if let Command::Plugins { command: Some(PluginsCommand::New { name, dir }) } = &cli.command {
+        plugins::new(name, dir.as_deref(), &mut out);
+        return out.exit_code();
+    }
     let config_path = config::locate(cli.config.as_deref());
     let config = match Config::load(&config_path) {
         Ok(config) => config,
@@ -159,8 +163,8 @@ async fn run_command(gateway: &Arc<Gateway>, command: Command, out: &mut Output)
         Command::Gc(args) => files::gc(gateway, args, out).await,
         Command::Plugins { command: None | Some(PluginsCommand::Ls) } => plugins::list(gateway, out),
         Command::Plugins { command: Some(PluginsCommand::Test { name }) } => plugins::test(gateway, &name, out).await,
-        Command::Plugins { command: Some(PluginsCommand::Check { .. }) } => {
-            unreachable!("checked before the gateway opens")
+        Command::Plugins { command: Some(PluginsCommand::Check { .. } | PluginsCommand::New { .. }) } => {
+            unreachable!("run before the gateway opens")
         }
         Command::Mcp => {
             if let Err(e) = wharf::mcp::serve_stdio(gateway.clone()).await {

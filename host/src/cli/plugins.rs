@@ -21,6 +21,14 @@ pub enum PluginsCommand {
         #[arg(long, value_name = "NAME")]
         provider: Option<String>,
     },
+    /// Write a new adapter crate (lib, config, core, error, README, the SDK) that builds and passes check as it is
+    New {
+        /// The adapter's name: lowercase letters, digits and '-'
+        name: String,
+        /// The folder to create it in [default: the current one]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run the conformance suite against a configured provider (stores one small object and deletes it)
     Test {
         /// The provider's name in the config file
@@ -110,4 +118,20 @@ fn conformance_text(report: &ConformanceReport) -> String {
     }
     text.push_str(if report.passed { "conformance: passed" } else { "conformance: failed" });
     text
+}
+
+/// `wharf plugins new NAME [--dir DIR]`.
+pub fn new(name: &str, dir: Option<&Path>, out: &mut Output) {
+    match wharf::scaffold::new_adapter(name, dir.unwrap_or(Path::new("."))) {
+        Ok(made) => out.item(&made, |m| {
+            format!(
+                "created {} ({})\nbuild it:  cd {} && cargo build --release --target wasm32-wasip2\ncheck it:  wharf plugins check {}",
+                m.dir.display(),
+                m.contract,
+                m.dir.display(),
+                m.component.display()
+            )
+        }),
+        Err(e) => out.error(Some(name), &e),
+    }
 }

@@ -69,10 +69,8 @@ impl Gateway {
         let mut report = ConformanceReport { provider: name.to_string(), steps: Vec::new(), passed: true };
 
         let nonce = hex::encode(os_random::<8>());
-        let payload: Bytes = (0..PAYLOAD_LINES)
-            .map(|line| format!("wharf,conformance,{nonce},{line:05}\n"))
-            .collect::<String>()
-            .into();
+        let payload: Bytes =
+            (0..PAYLOAD_LINES).map(|line| format!("wharf,conformance,{nonce},{line:05}\n")).collect::<String>().into();
         let sha256 = to_hex(&digest_of(&payload));
         let file_name = format!("wharf-conformance-{nonce}.csv");
         let uploaded = adapter
