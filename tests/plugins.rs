@@ -212,3 +212,64 @@ fn a_scaffolded_adapter_builds_and_passes_check_unmodified() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("wharf:provider@0.2.0 (current)"), "{text}");
 }
+
+/// Whether a `.wharf-partial` file (a download being written) is in `dir`.
+fn download_in_progress(dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".wharf-partial"))
+}
+
+/// Replaces a file the way operators should: a whole new file renamed over it.
+fn replace(path: &Path, bytes: &[u8]) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, bytes).unwrap();
+    std::fs::rename(&next, path).unwrap();
+}
+
+#[tokio::test]
+async fn reload_swaps_a_component_while_a_long_download_finishes_on_the_old_one() {
+    let scratch = Scratch::new();
+    let component = scratch.dir.path().join("swap.wasm");
+    std::fs::copy(builtin("local"), &component).unwrap();
+    let extra = format!(
+        "\n[providers.swap]\nplugin = \"{}\"\nstorage_dir = \"{}/swap\"\n",
+        component.display(),
+        scratch.data().display()
+    );
+    let gateway = scratch.open_gateway(&extra).await;
+    let caller = gateway.host_caller();
+    let to_swap = UploadOptions { provider: Some("swap".into()), ..Default::default() };
+    let content = pattern(96 << 20);
+    let up = caller.upload(Source::Path(scratch.write("big.bin", &content)), &to_swap).await.unwrap();
+
+    let destination = scratch.work().join("big-copy.bin");
+    let download = tokio::spawn({
+        let (caller, id, destination) = (caller.clone(), up.id.clone(), destination.clone());
+        async move { caller.download(&id, Some(&destination), Some("swap")).await }
+    });
+    while !download_in_progress(&scratch.work()) {
+        assert!(!download.is_finished(), "the download ended before it could be seen running");
+        tokio::task::yield_now().await;
+    }
+    // The 0.1.0 test adapter keeps objects under another layout: a download
+    // served by it could not find this object.
+    replace(&component, &std::fs::read(test_adapter("v0_1")).unwrap());
+    let reloaded = gateway.reload_adapters().await.expect("the new component loads");
+    assert_eq!(reloaded.changed, ["swap"]);
+    let swap = |gateway: &Gateway| gateway.plugins().into_iter().find(|p| p.name == "swap").unwrap();
+    assert_eq!(swap(&gateway).wit_version, ContractVersion::V0_1);
+
+    let downloaded = download.await.unwrap().expect("the download in flight finishes");
+    assert_eq!((downloaded.provider.as_str(), downloaded.verified), ("swap", true));
+    assert_eq!(std::fs::read(&destination).unwrap(), content);
+
+    // A broken replacement is refused, naming why; the running one keeps serving.
+    replace(&component, b"not a component");
+    let err = gateway.reload_adapters().await.expect_err("a broken component is refused");
+    assert!(err.to_string().contains("not a Wasm component"), "{err}");
+    assert_eq!(swap(&gateway).wit_version, ContractVersion::V0_1);
+    let small = pattern(10_000);
+    let up = caller.upload(Source::Path(scratch.write("small.bin", &small)), &to_swap).await.unwrap();
+    let back = scratch.work().join("small-copy.bin");
+    let served = caller.download(&up.id, Some(&back), Some("swap")).await.unwrap();
+    assert_eq!((served.provider.as_str(), std::fs::read(&back).unwrap()), ("swap", small));
+}

@@ -102,7 +102,7 @@ impl Gateway {
         }
 
         if caps.list {
-            let found = list_finds(adapter, &target.remote_id).await;
+            let found = list_finds(&adapter, &target.remote_id).await;
             report.outcome("list", found);
         } else {
             report.skip("list", "the adapter declares no list");
@@ -110,7 +110,7 @@ impl Gateway {
 
         match caps.download {
             DownloadSupport::Original => {
-                let whole = download(adapter, &target, false, None).await.and_then(|(bytes, kind)| {
+                let whole = download(&adapter, &target, false, None).await.and_then(|(bytes, kind)| {
                     if kind != ContentKind::Original {
                         Err("derived content came back where the original was asked for".to_string())
                     } else if bytes != payload {
@@ -142,7 +142,7 @@ impl Gateway {
 
         if caps.ranged_download && caps.download == DownloadSupport::Original {
             let expected = payload.slice(RANGE.offset as usize..(RANGE.offset + RANGE.length.unwrap_or(0)) as usize);
-            let ranged = download(adapter, &target, false, Some(RANGE)).await.and_then(|(bytes, _)| {
+            let ranged = download(&adapter, &target, false, Some(RANGE)).await.and_then(|(bytes, _)| {
                 if bytes == expected {
                     Ok(format!("bytes {}..{} verified", RANGE.offset, RANGE.offset + expected.len() as u64))
                 } else {

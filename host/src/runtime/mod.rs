@@ -445,6 +445,11 @@ impl Adapter {
         self.contract
     }
 
+    /// The `config` table given to `init`, as JSON.
+    pub fn config_json(&self) -> &str {
+        &self.config_json
+    }
+
     /// Lowercase hex SHA-256 of the component's bytes.
     pub fn sha256(&self) -> &str {
         &self.sha256
