@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Scratch, pattern, sha256_hex, test_adapter};
+use common::{Scratch, pattern, sha256_hex, test_adapter, wharf};
 use wharf::config::Config;
 use wharf::gateway::{Gateway, Source, UploadOptions};
 use wharf::runtime::ContractVersion;
@@ -16,14 +16,7 @@ fn builtin(name: &str) -> std::path::PathBuf {
 }
 
 fn check(scratch: &Scratch, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .arg("--config")
-        .arg(scratch.config_path())
-        .args(["plugins", "check"])
-        .args(args)
-        .current_dir(scratch.work())
-        .output()
-        .expect("running wharf")
+    wharf(scratch, &[&["plugins", "check"], args].concat())
 }
 
 /// The check's verdict: exit code 0 with every step passed, or 1 with the
@@ -133,16 +126,6 @@ async fn a_0_1_0_component_serves_uploads_and_downloads_beside_0_2_0_ones() {
     let info = caller.info(&up.id).await.unwrap();
     let text = serde_json::to_string(&info).unwrap();
     assert!(text.contains("\"old\""), "{text}");
-}
-
-fn wharf(scratch: &Scratch, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .arg("--config")
-        .arg(scratch.config_path())
-        .args(args)
-        .current_dir(scratch.work())
-        .output()
-        .expect("running wharf")
 }
 
 #[test]

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use wharf::catalog::{ObjectQuery, ObjectRecord};
@@ -91,6 +92,17 @@ storage_dir = "{data}/local"
         std::fs::write(&path, bytes).unwrap();
         path
     }
+}
+
+/// The `wharf` binary run on the scratch config, in its work directory.
+pub fn wharf(scratch: &Scratch, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("--config")
+        .arg(scratch.config_path())
+        .args(args)
+        .current_dir(scratch.work())
+        .output()
+        .expect("running wharf")
 }
 
 /// Deterministic non-trivial content of a given size.

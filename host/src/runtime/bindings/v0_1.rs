@@ -22,43 +22,35 @@ wasmtime::component::bindgen!({
 use self::exports::wharf::provider::adapter;
 use self::wharf::provider::{http, log, secrets, storage, types};
 
-impl From<v0_2::ErrorKind> for types::ErrorKind {
-    fn from(kind: v0_2::ErrorKind) -> Self {
-        use v0_2::ErrorKind as K;
-        match kind {
-            K::NotFound => Self::NotFound,
-            K::Gone => Self::Gone,
-            K::Unauthorized => Self::Unauthorized,
-            K::Forbidden => Self::Forbidden,
-            K::RateLimited(after) => Self::RateLimited(after),
-            K::Unavailable => Self::Unavailable,
-            K::QuotaExceeded => Self::QuotaExceeded,
-            K::TooLarge => Self::TooLarge,
-            K::InvalidRequest => Self::InvalidRequest,
-            K::Unsupported => Self::Unsupported,
-            K::Other => Self::Other,
+/// `From` both ways between two copies of the same error-kind variant.
+macro_rules! error_kinds_both_ways {
+    ($a:path, $b:path) => {
+        error_kinds_both_ways!(@one $a => $b);
+        error_kinds_both_ways!(@one $b => $a);
+    };
+    (@one $from:path => $to:path) => {
+        impl From<$from> for $to {
+            fn from(kind: $from) -> Self {
+                use $from as K;
+                match kind {
+                    K::NotFound => Self::NotFound,
+                    K::Gone => Self::Gone,
+                    K::Unauthorized => Self::Unauthorized,
+                    K::Forbidden => Self::Forbidden,
+                    K::RateLimited(after) => Self::RateLimited(after),
+                    K::Unavailable => Self::Unavailable,
+                    K::QuotaExceeded => Self::QuotaExceeded,
+                    K::TooLarge => Self::TooLarge,
+                    K::InvalidRequest => Self::InvalidRequest,
+                    K::Unsupported => Self::Unsupported,
+                    K::Other => Self::Other,
+                }
+            }
         }
-    }
+    };
 }
 
-impl From<types::ErrorKind> for v0_2::ErrorKind {
-    fn from(kind: types::ErrorKind) -> Self {
-        use types::ErrorKind as K;
-        match kind {
-            K::NotFound => Self::NotFound,
-            K::Gone => Self::Gone,
-            K::Unauthorized => Self::Unauthorized,
-            K::Forbidden => Self::Forbidden,
-            K::RateLimited(after) => Self::RateLimited(after),
-            K::Unavailable => Self::Unavailable,
-            K::QuotaExceeded => Self::QuotaExceeded,
-            K::TooLarge => Self::TooLarge,
-            K::InvalidRequest => Self::InvalidRequest,
-            K::Unsupported => Self::Unsupported,
-            K::Other => Self::Other,
-        }
-    }
-}
+error_kinds_both_ways!(v0_2::ErrorKind, types::ErrorKind);
 
 impl From<v0_2::ProviderError> for types::ProviderError {
     fn from(e: v0_2::ProviderError) -> Self {
