@@ -304,9 +304,8 @@ impl Runtime {
     /// version this host does not know, and one importing beyond the contract.
     pub async fn load(&self, provider: &ProviderConfig) -> anyhow::Result<Adapter> {
         let name = &provider.name;
-        let plugin_path = plugin_path(&provider.plugin)?;
-        let bytes = std::fs::read(&plugin_path)
-            .with_context(|| format!("provider {name}: reading adapter component {}", plugin_path.display()))?;
+        let ComponentSource { path: plugin_path, bytes } =
+            component_source(&provider.plugin).with_context(|| format!("provider {name}"))?;
         let sha256 = crate::body::to_hex(&crate::body::digest_of(&bytes));
         if let Some(pin) = &provider.sha256 {
             anyhow::ensure!(
@@ -396,33 +395,54 @@ fn placeholder_capabilities() -> Capabilities {
     }
 }
 
-/// The directory holding the adapters built with Wharf: `$WHARF_PLUGIN_DIR`,
-/// else `plugins/` beside the executable, else the build's own output.
-pub fn builtin_plugin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WHARF_PLUGIN_DIR") {
-        return PathBuf::from(dir);
-    }
-    let beside_exe = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("plugins")));
-    match beside_exe {
-        Some(dir) if dir.is_dir() => dir,
-        _ => PathBuf::from(env!("WHARF_BUILTIN_PLUGIN_DIR")),
-    }
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_adapters.rs"));
 }
 
-fn plugin_path(source: &PluginSource) -> anyhow::Result<PathBuf> {
-    match source {
-        PluginSource::File(path) => Ok(path.clone()),
-        PluginSource::Builtin(name) => {
-            let dir = builtin_plugin_dir();
-            let path = dir.join(format!("wharf_plugin_{}.wasm", name.replace('-', "_")));
-            anyhow::ensure!(
-                path.is_file(),
-                "no built-in adapter named {name:?} in {}; build Wharf (cargo build) or set plugin to the path of a .wasm component",
-                dir.display()
-            );
-            Ok(path)
-        }
+/// A component's bytes and what to call it in messages and listings.
+struct ComponentSource {
+    path: PathBuf,
+    bytes: std::borrow::Cow<'static, [u8]>,
+}
+
+/// Where a built-in adapter's component comes from, first found:
+/// `$WHARF_PLUGIN_DIR` (only there, when set), `plugins/` beside the
+/// executable, the copy embedded in a release build, the build's own output
+/// (development builds load by path, so editing an adapter does not
+/// recompile the host).
+fn component_source(source: &PluginSource) -> anyhow::Result<ComponentSource> {
+    let read = |path: PathBuf| -> anyhow::Result<ComponentSource> {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading adapter component {}", path.display()))?;
+        Ok(ComponentSource { path, bytes: bytes.into() })
+    };
+    let name = match source {
+        PluginSource::File(path) => return read(path.clone()),
+        PluginSource::Builtin(name) => name,
+    };
+    let file = format!("wharf_plugin_{}.wasm", name.replace('-', "_"));
+    if let Some(dir) = std::env::var_os("WHARF_PLUGIN_DIR") {
+        let path = PathBuf::from(dir).join(&file);
+        anyhow::ensure!(
+            path.is_file(),
+            "no built-in adapter named {name:?}: {} is missing (WHARF_PLUGIN_DIR is set)",
+            path.display()
+        );
+        return read(path);
     }
+    let beside_exe = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("plugins").join(&file)));
+    if let Some(path) = beside_exe.filter(|p| p.is_file()) {
+        return read(path);
+    }
+    if let Some((_, bytes)) = embedded::EMBEDDED.iter().find(|(embedded, _)| embedded == name) {
+        let path = PathBuf::from(format!("built-in:{name}"));
+        return Ok(ComponentSource { path, bytes: (*bytes).into() });
+    }
+    let path = Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR")).join(&file);
+    anyhow::ensure!(
+        path.is_file(),
+        "no built-in adapter named {name:?}; the built-in ones are the folders of plugins/ (build Wharf with cargo build), or set plugin to the path of a .wasm component"
+    );
+    read(path)
 }
 
 type CallResult<'a, R> = BoxFuture<'a, wasmtime::Result<Result<R, ProviderError>>>;
