@@ -1,7 +1,9 @@
 //! Builds the adapters in `plugins/` (and the hostile test adapters in
 //! `tests/adapters/`) for `wasm32-wasip2`, so that a fresh checkout needs only
-//! `cargo build` or `cargo test`. The host loads them by path at run time
-//! (`WHARF_BUILTIN_PLUGIN_DIR`), so editing an adapter does not recompile the host.
+//! `cargo build` or `cargo test`. Development builds load them by path at run
+//! time (`WHARF_BUILTIN_PLUGIN_DIR`), so editing an adapter does not recompile
+//! the host; release builds (and `WHARF_EMBED_ADAPTERS=1`) also embed the
+//! built-in ones, so that the binary runs alone.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,37 @@ fn main() {
 
     let out = wasm_target_dir.join(TARGET).join("release");
     println!("cargo:rustc-env=WHARF_BUILTIN_PLUGIN_DIR={}", out.display());
+    write_embedded(&root.join("plugins"), &out);
+}
+
+/// Writes `$OUT_DIR/embedded_adapters.rs`: the built-in adapters' components
+/// by name, included in release builds, empty otherwise.
+fn write_embedded(plugins: &Path, components: &Path) {
+    println!("cargo:rerun-if-env-changed=WHARF_EMBED_ADAPTERS");
+    let embed =
+        env::var("PROFILE").as_deref() == Ok("release") || env::var("WHARF_EMBED_ADAPTERS").as_deref() == Ok("1");
+    // Tells the tests which kind of binary they run.
+    println!("cargo:rustc-env=WHARF_EMBEDDED_ADAPTERS={}", u8::from(embed));
+    let mut entries = String::new();
+    if embed {
+        let mut names: Vec<String> = std::fs::read_dir(plugins)
+            .expect("listing plugins/")
+            .flatten()
+            .filter(|e| e.path().join("Cargo.toml").is_file() && e.file_name() != "sdk")
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let file = components.join(format!("wharf_plugin_{}.wasm", name.replace('-', "_")));
+            assert!(file.is_file(), "the built-in adapter {name} was not built: {} is missing", file.display());
+            entries.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", file.display().to_string()));
+        }
+    }
+    let code = format!(
+        "/// The built-in adapters' components, by name (empty in development builds).\npub const EMBEDDED: &[(&str, &[u8])] = &[\n{entries}];\n"
+    );
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("embedded_adapters.rs");
+    std::fs::write(&out, code).expect("writing embedded_adapters.rs");
 }
 
 /// Re-run when any source, manifest, lock file or WIT changes; never for the

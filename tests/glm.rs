@@ -509,3 +509,17 @@ async fn file_extract_content_refused_by_the_endpoint_is_explained() {
     assert!(text.contains("batch files only"), "the documented conflict: {text}");
     assert_eq!(common::records(&gateway, Some("glm")).await[0].state, CopyState::Present);
 }
+
+/// What `wharf plugins test glm` runs against the fake.
+#[tokio::test]
+async fn the_conformance_suite_passes() {
+    set_keys();
+    let fake = FakeGlm::start();
+    let scratch = Scratch::new();
+    let gateway = glm_gateway(&scratch, &fake).await;
+    let report = gateway.conformance("glm").await.unwrap();
+    assert!(report.passed, "{report:#?}");
+    assert!(
+        report.steps.iter().any(|s| s.step == "missing object" && s.outcome == wharf::gateway::StepOutcome::Passed)
+    );
+}

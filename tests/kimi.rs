@@ -581,3 +581,15 @@ cache_max_bytes = 0
     let original = caller.download(&kimi.id, Some(&scratch.work().join("r.txt")), None).await.unwrap();
     assert_eq!((original.source, original.verified), ("cache", true));
 }
+
+/// What `wharf plugins test kimi` runs: whole derived downloads only, so
+/// ranges are skipped; everything else passes against the fake.
+#[tokio::test]
+async fn the_conformance_suite_passes() {
+    let (_scratch, _fake, gateway) = setup().await;
+    let report = gateway.conformance("kimi").await.unwrap();
+    assert!(report.passed, "{report:#?}");
+    let skipped: Vec<_> =
+        report.steps.iter().filter(|s| s.outcome == wharf::gateway::StepOutcome::Skipped).map(|s| s.step).collect();
+    assert_eq!(skipped, ["ranged download"], "{report:#?}");
+}

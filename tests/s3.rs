@@ -550,3 +550,14 @@ async fn ranges_of_stored_files_are_ranged_reads() {
     let chunks: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(streamed.stream).await.unwrap();
     assert_eq!(chunks.concat(), &content[10..20]);
 }
+
+/// What `wharf plugins test s3` runs: every step passes against SeaweedFS.
+#[tokio::test]
+async fn the_conformance_suite_passes() {
+    let server = server().await;
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&provider("s3", server, "conformance/", SECRET_ENV, "")).await;
+    let report = gateway.conformance("s3").await.unwrap();
+    assert!(report.passed, "{report:#?}");
+    assert!(report.steps.iter().all(|s| s.outcome == wharf::gateway::StepOutcome::Passed), "{report:#?}");
+}

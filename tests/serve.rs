@@ -1483,3 +1483,53 @@ fn curl_oj(url: &str) -> (String, Vec<u8>) {
     let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
     (name, std::fs::read(&files[0]).unwrap())
 }
+
+/// Waits (polling the server's stderr) for a line containing every one of `words`.
+async fn stderr_line(serve: &ServeProcess, words: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stderr = serve.stderr();
+        if let Some(line) = stderr.lines().find(|l| words.iter().all(|w| l.contains(w))) {
+            return line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no line with {words:?} in the server's stderr:\n{stderr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A component file replaced under `wharf serve` is loaded beside the running
+/// one and swapped in; a broken one is refused with a line naming why, and
+/// SIGHUP asks for a reload too. The server serves throughout.
+#[tokio::test]
+async fn a_changed_component_is_swapped_in_and_a_broken_one_refused() {
+    let scratch = Scratch::new();
+    let plugins = std::path::Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR"));
+    let component = scratch.dir.path().join("watched.wasm");
+    std::fs::copy(plugins.join("wharf_plugin_local.wasm"), &component).unwrap();
+    let extra = format!(
+        "\n[server]\nauth = \"none\"\n\n[providers.watched]\nplugin = \"{}\"\nstorage_dir = \"{}/watched\"\n",
+        component.display(),
+        scratch.data().display()
+    );
+    let serve = ServeProcess::start_with(&scratch, &extra, ServeOptions::default().env("WHARF_LOG", "wharf=info"));
+    let replace = |bytes: &[u8]| {
+        let next = component.with_extension("next");
+        std::fs::write(&next, bytes).unwrap();
+        std::fs::rename(&next, &component).unwrap();
+    };
+
+    replace(&std::fs::read(plugins.join("wharf_test_v0_1.wasm")).unwrap());
+    stderr_line(&serve, &["reload on a changed file", "swapped in watched"]).await;
+
+    replace(b"not a component");
+    let line = stderr_line(&serve, &["refused", "the running adapters keep serving"]).await;
+    assert!(line.contains("not a Wasm component"), "{line}");
+
+    // SAFETY: kill(2) with the pid of the server this test started.
+    assert_eq!(unsafe { libc::kill(serve.pid as libc::pid_t, libc::SIGHUP) }, 0);
+    stderr_line(&serve, &["reload on SIGHUP"]).await;
+    let (status, _, _) = fetch(&client(), &format!("{}/healthz", serve.base_url)).await;
+    assert_eq!(status, StatusCode::OK);
+    serve.terminate();
+    assert!(serve.wait().success());
+}

@@ -743,3 +743,14 @@ async fn objects_are_registered_from_urls_and_bucket_keys() {
     let other = gateway.register("other-bucket/shared/x.pdf", Some("supabase"), true).await.unwrap_err();
     assert!(other.to_string().contains("may not register"), "{other}");
 }
+
+/// What `wharf plugins test supabase` runs: every step passes against the fake.
+#[tokio::test]
+async fn the_conformance_suite_passes() {
+    let fake = start_fake().await;
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&entry(&fake, "supabase", KEY_VAR, BUCKET, "")).await;
+    let report = gateway.conformance("supabase").await.unwrap();
+    assert!(report.passed, "{report:#?}");
+    assert!(report.steps.iter().all(|s| s.outcome == wharf::gateway::StepOutcome::Passed), "{report:#?}");
+}

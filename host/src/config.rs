@@ -206,6 +206,9 @@ pub struct PrincipalConfig {
 pub struct ProviderConfig {
     pub name: String,
     pub plugin: PluginSource,
+    /// The SHA-256 (lowercase hex) the component's bytes must have
+    /// (`sha256 = "…"`): a different component is refused.
+    pub sha256: Option<String>,
     pub allowed_hosts: Vec<AllowedHost>,
     pub secrets: Secrets,
     pub storage: Option<StorageGrant>,
@@ -214,6 +217,26 @@ pub struct ProviderConfig {
     pub validation: ProviderValidation,
     /// The free-form `config` table, as JSON for the adapter's `init`.
     pub adapter_config_json: String,
+}
+
+impl ProviderConfig {
+    /// An entry for a component checked on its own (`wharf plugins check`
+    /// without `--provider`): an empty `config` table, no hosts, secrets or
+    /// storage granted, the default limits.
+    pub fn standalone(name: &str, component: PathBuf) -> Self {
+        Self {
+            name: name.to_string(),
+            plugin: PluginSource::File(component),
+            sha256: None,
+            allowed_hosts: Vec::new(),
+            secrets: Secrets::default(),
+            storage: None,
+            limits: Limits::default(),
+            retry: RetryPolicy::default(),
+            validation: ProviderValidation::default(),
+            adapter_config_json: "{}".into(),
+        }
+    }
 }
 
 /// Where an adapter's component comes from.
@@ -489,6 +512,7 @@ struct RawPostgres {
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     plugin: Spanned<String>,
+    sha256: Option<Spanned<String>>,
     #[serde(default)]
     allowed_hosts: Vec<Spanned<String>>,
     #[serde(default)]
@@ -603,6 +627,11 @@ impl Config {
             }
             let plugin =
                 parse_plugin(entry.plugin.get_ref(), &resolve).map_err(|m| at(Some(entry.plugin.span()), m))?;
+            let sha256 = entry
+                .sha256
+                .as_ref()
+                .map(|pin| parse_pin(pin.get_ref()).map_err(|m| at(Some(pin.span()), m)))
+                .transpose()?;
             let allowed_hosts = entry
                 .allowed_hosts
                 .iter()
@@ -659,6 +688,7 @@ impl Config {
                 ProviderConfig {
                     name: name.clone(),
                     plugin,
+                    sha256,
                     allowed_hosts,
                     secrets: Secrets(secrets),
                     storage,
@@ -1079,6 +1109,17 @@ fn parse_plugin(value: &str, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Plugi
     Ok(PluginSource::File(path))
 }
 
+/// A pin is the component's SHA-256 as `sha256sum` prints it.
+fn parse_pin(value: &str) -> Result<String, String> {
+    let digest = value.strip_prefix("sha256:").unwrap_or(value).to_ascii_lowercase();
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "sha256 {value:?} is not a SHA-256 digest; give the 64 hex digits `sha256sum` prints for the component (`wharf plugins check` shows it too)"
+        ));
+    }
+    Ok(digest)
+}
+
 /// `file:line:column` for a byte span of the text.
 fn locate_span(file: &Path, text: &str, span: Option<Range<usize>>) -> String {
     match span {
@@ -1121,6 +1162,16 @@ mod tests {
         assert!(err.location.starts_with("providers.toml:3:"), "{err}");
         assert!(err.message.contains("WHARF_TEST_SURELY_UNSET is not set"), "{err}");
         assert!(err.message.contains("export it"), "{err}");
+    }
+
+    #[test]
+    fn a_pin_must_be_a_digest() {
+        let err = parse("[providers.local]\nplugin = \"local\"\nsha256 = \"abc\"\n").unwrap_err();
+        assert!(err.location.starts_with("providers.toml:3:"), "{err}");
+        assert!(err.message.contains("not a SHA-256 digest"), "{err}");
+        let digest = "AB".repeat(32);
+        let config = parse(&format!("[providers.local]\nplugin = \"local\"\nsha256 = \"{digest}\"\n")).unwrap();
+        assert_eq!(config.providers["local"].sha256.as_deref(), Some("ab".repeat(32).as_str()));
     }
 
     #[test]

@@ -13,4 +13,5 @@ pub mod identity;
 pub mod mcp;
 pub mod runtime;
 pub mod sandbox;
+pub mod scaffold;
 pub mod validation;

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use wharf::catalog::{ObjectQuery, ObjectRecord};
@@ -13,7 +14,13 @@ use wharf::gateway::{Caller, Gateway};
 
 /// The hostile test adapter, built for wasm32-wasip2 by the host's build script.
 pub fn hostile_plugin() -> PathBuf {
-    Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR")).join("wharf_test_hostile.wasm")
+    test_adapter("hostile")
+}
+
+/// A test adapter of tests/adapters (`hostile`, `v0_1`, `sockets`, `future`),
+/// built for wasm32-wasip2 by the host's build script.
+pub fn test_adapter(name: &str) -> PathBuf {
+    Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR")).join(format!("wharf_test_{name}.wasm"))
 }
 
 /// The `[host]` keys `write_config` uses: the local provider for everything.
@@ -85,6 +92,17 @@ storage_dir = "{data}/local"
         std::fs::write(&path, bytes).unwrap();
         path
     }
+}
+
+/// The `wharf` binary run on the scratch config, in its work directory.
+pub fn wharf(scratch: &Scratch, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("--config")
+        .arg(scratch.config_path())
+        .args(args)
+        .current_dir(scratch.work())
+        .output()
+        .expect("running wharf")
 }
 
 /// Deterministic non-trivial content of a given size.

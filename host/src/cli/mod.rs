@@ -7,6 +7,7 @@
 
 mod files;
 mod output;
+mod plugins;
 mod transfer;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use output::Output;
+use plugins::PluginsCommand;
 use transfer::{DownloadArgs, UploadArgs};
 use wharf::config::{self, Config};
 use wharf::gateway::Gateway;
@@ -62,8 +64,11 @@ enum Command {
     Gc(files::GcArgs),
     /// Check the catalog against what the providers hold and the spool: records without objects, objects without records, damaged copies (--verify), stale spool files
     Fsck(files::FsckArgs),
-    /// List the loaded adapters and what they can do
-    Plugins,
+    /// List the loaded adapters and what they can do; check a component
+    Plugins {
+        #[command(subcommand)]
+        command: Option<PluginsCommand>,
+    },
     /// Serve the Model Context Protocol over standard input and output
     Mcp,
     /// Serve HTTP: download links, the file API, health and metrics (see docs/http-api.md)
@@ -104,6 +109,14 @@ enum TokenCommand {
 
 pub async fn run(cli: Cli) -> ExitCode {
     let mut out = Output::new(cli.json);
+    if let Command::Plugins { command: Some(PluginsCommand::Check { path, provider }) } = &cli.command {
+        plugins::check(cli.config.as_deref(), path, provider.as_deref(), &mut out).await;
+        return out.exit_code();
+    }
+    if let Command::Plugins { command: Some(PluginsCommand::New { name, dir }) } = &cli.command {
+        plugins::new(name, dir.as_deref(), &mut out);
+        return out.exit_code();
+    }
     let config_path = config::locate(cli.config.as_deref());
     let config = match Config::load(&config_path) {
         Ok(config) => config,
@@ -151,16 +164,10 @@ async fn run_command(gateway: &Arc<Gateway>, command: Command, out: &mut Output)
         Command::Stats(args) => files::stats(&caller, args, out).await,
         Command::Gc(args) => files::gc(gateway, args, out).await,
         Command::Fsck(args) => files::fsck(gateway, args, out).await,
-        Command::Plugins => {
-            for plugin in gateway.plugins() {
-                out.item(&plugin, |p| {
-                    let hosts = if p.allowed_hosts.is_empty() { "none".into() } else { p.allowed_hosts.join(", ") };
-                    format!(
-                        "{}  {}  download={} stat={} list={} delete={} presign={} persistent={}  hosts: {hosts}",
-                        p.name, p.wit_version, p.download, p.stat, p.list, p.delete, p.presign, p.persistent
-                    )
-                });
-            }
+        Command::Plugins { command: None | Some(PluginsCommand::Ls) } => plugins::list(gateway, out),
+        Command::Plugins { command: Some(PluginsCommand::Test { name }) } => plugins::test(gateway, &name, out).await,
+        Command::Plugins { command: Some(PluginsCommand::Check { .. } | PluginsCommand::New { .. }) } => {
+            unreachable!("run before the gateway opens")
         }
         Command::Mcp => {
             if let Err(e) = wharf::mcp::serve_stdio(gateway.clone()).await {

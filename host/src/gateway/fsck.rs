@@ -94,7 +94,7 @@ impl Gateway {
         let mut report = FsckReport { repair: options.repair, ..FsckReport::default() };
         let providers: Vec<String> = match &options.provider {
             Some(name) => vec![self.adapter(Some(name))?.name().to_string()],
-            None => self.adapters.keys().cloned().collect(),
+            None => self.adapters.load().keys().cloned().collect(),
         };
         for provider in providers {
             self.fsck_provider(&provider, options, &mut report).await?;
@@ -152,7 +152,7 @@ impl Gateway {
             );
             for orphan in remote.iter().filter(|id| !objects.contains_key(*id)) {
                 if let Some(sha256) = wharf_named(orphan) {
-                    let finding = self.orphan(adapter, orphan, &sha256, options.repair).await;
+                    let finding = self.orphan(&adapter, orphan, &sha256, options.repair).await;
                     report.findings.push(finding);
                 }
             }
@@ -173,7 +173,7 @@ impl Gateway {
         for remote_id in &missing {
             let records = &objects[remote_id];
             let repair = match options.repair {
-                true => Some(self.mend(adapter, records, CopyState::Gone).await?),
+                true => Some(self.mend(&adapter, records, CopyState::Gone).await?),
                 false => None,
             };
             report.findings.push(Finding {
@@ -195,7 +195,7 @@ impl Gateway {
                 // only when a second read fails too.
                 let mut detail = None;
                 for _ in 0..2 {
-                    match self.hash_copy(adapter, record).await {
+                    match self.hash_copy(&adapter, record).await {
                         Ok(actual) if actual == record.sha256 => {
                             detail = None;
                             break;
@@ -206,7 +206,7 @@ impl Gateway {
                 }
                 let Some(detail) = detail else { continue };
                 let repair = match options.repair {
-                    true => Some(self.mend(adapter, records, CopyState::Corrupt).await?),
+                    true => Some(self.mend(&adapter, records, CopyState::Corrupt).await?),
                     false => None,
                 };
                 report.findings.push(Finding {

@@ -10,20 +10,24 @@
 //! - `tokens.rs`: API tokens and authentication
 //! - `fsck.rs`: the catalog checked against the providers and the spool
 
+mod conformance;
 mod download;
 mod files;
 mod fsck;
 mod links;
 mod register;
+mod reload;
 mod retention;
 mod tokens;
 mod upload;
 
+pub use conformance::{ConformanceReport, ConformanceStep, StepOutcome};
 pub use download::{ContentStream, Downloaded, FailedCopy, InlineContent, StreamedContent};
 pub use files::{FileDetails, FileInfo, FileUpdate, RemoteInfo};
 pub use fsck::{Finding, FsckOptions, FsckReport};
 pub use links::{LinkContent, LinkCreated, LinkRequest, LinkTarget, LinkTransfer, RangeRequest};
 pub use register::{DigestSource, Registered};
+pub use reload::{ReloadError, Reloaded};
 pub use retention::{Evicted, GcReport};
 pub use tokens::TokenCreated;
 pub use upload::{Source, UploadOptions, Uploaded};
@@ -42,7 +46,7 @@ use crate::body::{BodyError, parse_hex, to_hex};
 use crate::catalog::{Catalog, CatalogError, CopyState, Event, EventKind, ObjectRecord};
 use crate::config::Config;
 use crate::identity::IdentityIndex;
-use crate::runtime::{Adapter, CallError, DownloadSupport, ErrorKind, ObjectRef, Runtime, WIT_VERSION};
+use crate::runtime::{Adapter, CallError, ContractVersion, DownloadSupport, ErrorKind, ObjectRef, Runtime};
 use crate::sandbox::{Sandbox, SandboxError, WriteError};
 use crate::validation::{Refusal, Validator};
 
@@ -73,8 +77,11 @@ impl Principal {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PluginInfo {
     pub name: String,
-    pub wit_version: &'static str,
+    /// The contract version the component was built for.
+    pub wit_version: ContractVersion,
     pub plugin: PathBuf,
+    /// Lowercase hex SHA-256 of the component, for a `sha256` pin.
+    pub sha256: String,
     pub download: String,
     pub stat: bool,
     pub list: bool,
@@ -162,9 +169,16 @@ impl GatewayError {
     }
 }
 
+/// The loaded adapters by provider name, swapped whole by a reload.
+type Adapters = BTreeMap<String, Arc<Adapter>>;
+
 pub struct Gateway {
     config: Config,
-    adapters: BTreeMap<String, Adapter>,
+    /// A call takes its adapter out (an `Arc`), so a reload swapping in new
+    /// ones lets calls in flight finish on the old.
+    adapters: arc_swap::ArcSwap<Adapters>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
     catalog: Arc<dyn Catalog>,
     /// The host's sandbox, for principals without roots of their own.
     sandbox: Sandbox,
@@ -182,7 +196,7 @@ pub struct Gateway {
     /// release, a backup record to forget), for [`Gateway::settle`].
     abandoned: tokio_util::task::TaskTracker,
     // Declared last: adapters must drop before the engine's epoch thread stops.
-    _runtime: Runtime,
+    runtime: Runtime,
 }
 
 /// The gateway as one principal calls it. Cheap to make: one per request.
@@ -231,6 +245,23 @@ fn new_host_id() -> String {
     format!("{host}:{}:{}", std::process::id(), hex::encode(os_random::<3>()))
 }
 
+/// Loads every configured adapter, and checks that the cache provider can
+/// keep and return original bytes.
+async fn load_adapters(runtime: &Runtime, config: &Config) -> anyhow::Result<Adapters> {
+    let mut adapters = BTreeMap::new();
+    for provider in config.providers.values() {
+        adapters.insert(provider.name.clone(), Arc::new(runtime.load(provider).await?));
+    }
+    let cache = &adapters[&config.cache_provider];
+    anyhow::ensure!(
+        cache.capabilities().download == DownloadSupport::Original && cache.capabilities().persistent,
+        "{}: [host] cache = {:?} names a provider that cannot keep and return original bytes; choose a persistent one such as \"local\"",
+        config.file.display(),
+        config.cache_provider
+    );
+    Ok(adapters)
+}
+
 /// The hold that makes periodic clean-up run on one host at a time.
 const CLEANUP_LEASE: &str = "lease cleanup";
 
@@ -245,17 +276,7 @@ impl Gateway {
         let catalog = crate::catalog::open(&config.catalog).await?;
         let max_memory = config.providers.values().map(|p| p.limits.memory_bytes).max().unwrap_or(64 << 20);
         let runtime = Runtime::new(&data_dir.join("components"), max_memory)?;
-        let mut adapters = BTreeMap::new();
-        for provider in config.providers.values() {
-            adapters.insert(provider.name.clone(), runtime.load(provider).await?);
-        }
-        let cache = &adapters[&config.cache_provider];
-        anyhow::ensure!(
-            cache.capabilities().download == DownloadSupport::Original && cache.capabilities().persistent,
-            "{}: [host] cache = {:?} names a provider that cannot keep and return original bytes; choose a persistent one such as \"local\"",
-            config.file.display(),
-            config.cache_provider
-        );
+        let adapters = load_adapters(&runtime, &config).await?;
         let base = config.relative_to_first_root.then(|| config.sandbox_roots.first()).flatten();
         let sandbox = Sandbox::open(&config.sandbox_roots, base)?;
         let mut principal_sandboxes = BTreeMap::new();
@@ -276,7 +297,8 @@ impl Gateway {
         let validator = Validator::new(config.validation.scan.as_ref());
         Ok(Arc::new(Self {
             config,
-            adapters,
+            adapters: arc_swap::ArcSwap::from_pointee(adapters),
+            reloading: tokio::sync::Mutex::new(()),
             catalog,
             sandbox,
             principal_sandboxes,
@@ -286,7 +308,7 @@ impl Gateway {
             validator,
             identities,
             abandoned: tokio_util::task::TaskTracker::new(),
-            _runtime: runtime,
+            runtime,
         }))
     }
 
@@ -327,11 +349,14 @@ impl Gateway {
         Ok(())
     }
 
-    fn adapter(&self, name: Option<&str>) -> Result<&Adapter, GatewayError> {
+    /// The provider's adapter as loaded now; a reload does not change the
+    /// one a call has taken.
+    fn adapter(&self, name: Option<&str>) -> Result<Arc<Adapter>, GatewayError> {
         let name = name.unwrap_or(&self.config.default_provider);
-        self.adapters.get(name).ok_or_else(|| GatewayError::UnknownProvider {
+        let adapters = self.adapters.load();
+        adapters.get(name).cloned().ok_or_else(|| GatewayError::UnknownProvider {
             name: name.to_string(),
-            known: self.adapters.keys().cloned().collect::<Vec<_>>().join(", "),
+            known: adapters.keys().cloned().collect::<Vec<_>>().join(", "),
         })
     }
 
@@ -341,13 +366,15 @@ impl Gateway {
 
     pub fn plugins(&self) -> Vec<PluginInfo> {
         self.adapters
+            .load()
             .values()
             .map(|adapter| {
                 let caps = adapter.capabilities();
                 PluginInfo {
                     name: adapter.name().to_string(),
-                    wit_version: WIT_VERSION,
+                    wit_version: adapter.contract(),
                     plugin: adapter.plugin_path().to_path_buf(),
+                    sha256: adapter.sha256().to_string(),
                     download: caps.download.to_string(),
                     stat: caps.stat,
                     list: caps.list,
@@ -367,7 +394,7 @@ impl Gateway {
     /// Whether a copy is present at a provider that downloads `support` content.
     fn serves(&self, copy: &ObjectRecord, support: DownloadSupport) -> bool {
         copy.state == CopyState::Present
-            && self.adapters.get(&copy.provider).is_some_and(|a| a.capabilities().download == support)
+            && self.adapters.load().get(&copy.provider).is_some_and(|a| a.capabilities().download == support)
     }
 
     /// Marks a copy gone when its provider says so, then passes the error on.

@@ -8,6 +8,8 @@
 //! keeps one, else from reading the object once, else (`hash: false`) the
 //! record stays unverified.
 
+use std::sync::Arc;
+
 use futures::StreamExt as _;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -58,7 +60,7 @@ impl Caller {
         let (sha256, size, digest_source) = match (&info.sha256, hash) {
             (Some(sha256), _) => (sha256.clone(), info.size, DigestSource::Provider),
             (None, true) => {
-                let (sha256, size) = self.hash_remote(adapter, &info).await?;
+                let (sha256, size) = self.hash_remote(&adapter, &info).await?;
                 if info.size.is_some_and(|expected| expected != size) {
                     return Err(GatewayError::InvalidRequest(format!(
                         "{reference}: provider {} said {} bytes but sent {size}",
@@ -113,10 +115,10 @@ impl Caller {
         &self,
         reference: &str,
         provider: Option<&str>,
-    ) -> Result<(&Adapter, ObjectInfo), GatewayError> {
-        let candidates: Vec<&Adapter> = match provider {
+    ) -> Result<(Arc<Adapter>, ObjectInfo), GatewayError> {
+        let candidates: Vec<Arc<Adapter>> = match provider {
             Some(name) => vec![self.adapter(Some(name))?],
-            None => self.adapters.values().filter(|a| a.capabilities().resolve).collect(),
+            None => self.adapters.load().values().filter(|a| a.capabilities().resolve).cloned().collect(),
         };
         let mut refusals = Vec::new();
         for adapter in candidates {

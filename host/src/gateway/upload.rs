@@ -159,15 +159,15 @@ impl Caller {
         if let Some(progress) = &options.progress {
             progress.add_total(content.size);
         }
-        let backup = match self.needs_backup(adapter) {
-            true => Some(self.hold_copy(self.adapter(Some(&self.config.cache_provider))?, &content, None).await?),
+        let backup = match self.needs_backup(&adapter) {
+            true => Some(self.hold_copy(&*self.adapter(Some(&self.config.cache_provider))?, &content, None).await?),
             false => None,
         };
         let backup_id = backup.as_ref().map(|held| held.record.id.clone());
         // A backup record made for this upload only goes with it: no orphan stays.
         let made = backup.filter(|held| held.created).map(|held| held.record);
         let backup = BackupHold { caller: self.clone(), record: made };
-        match self.hold_copy(adapter, &content, purpose).await {
+        match self.hold_copy(&adapter, &content, purpose).await {
             Ok(held) => {
                 backup.keep();
                 metrics::counter!("wharf_uploads_total", "provider" => provider.clone()).increment(1);

@@ -206,6 +206,7 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     let gateway = Gateway::open(config).await?;
     let state = AppState { gateway: gateway.clone(), metrics: install_metrics() };
     let shutdown = CancellationToken::new();
+    gateway.watch_for_changes(shutdown.clone());
     spawn_cleanup(gateway, shutdown.clone());
 
     let app = router(state, shutdown.clone());

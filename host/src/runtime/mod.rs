@@ -2,6 +2,8 @@
 //! disk), and running each operation in a fresh, limited store.
 
 pub mod bindings;
+mod check;
+pub mod contract;
 mod imports;
 mod limits;
 mod retry;
@@ -22,18 +24,17 @@ use wasmtime::component::{Component, Linker, Resource};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use bindings::{AdapterPre, Instance, UploadRequest};
 pub use bindings::{
     ByteRange, Capabilities, ContentKind, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Page, ProviderError,
 };
-use bindings::{Provider, ProviderPre, UploadRequest};
+pub use check::{CheckReport, Finding};
+pub use contract::{ContractError, ContractVersion};
 use limits::{CpuBudget, EPOCH_TICK, MemoryLimitExceeded, MemoryLimiter};
 use state::{CallState, GrantedDir, ProviderContext};
 
 use crate::body::Body;
 use crate::config::{Limits, PluginSource, ProviderConfig, RetryPolicy};
-
-/// The contract version the host implements (the WIT package version).
-pub const WIT_VERSION: &str = "wharf:provider@0.2.0";
 
 /// Where the granted storage directory appears in an adapter's WASI view.
 const STORAGE_MOUNT: &str = "/storage";
@@ -55,7 +56,10 @@ pub struct Runtime {
 /// A loaded adapter: its compiled component, ready to instantiate, and what
 /// it may reach.
 pub struct Adapter {
-    pre: ProviderPre<CallState>,
+    pre: AdapterPre,
+    contract: ContractVersion,
+    /// Lowercase hex SHA-256 of the component's bytes.
+    sha256: String,
     context: Arc<ProviderContext>,
     config_json: Arc<str>,
     limits: Limits,
@@ -173,6 +177,32 @@ impl fmt::Display for DownloadSupport {
     }
 }
 
+/// What an adapter declared, as one line: `download=original stat list …`.
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "download={}", self.download)?;
+        let flags = [
+            ("stat", self.stat),
+            ("list", self.list),
+            ("delete", self.delete),
+            ("presign", self.presign),
+            ("resumable-upload", self.resumable_upload),
+            ("persistent", self.persistent),
+            ("ranged-download", self.ranged_download),
+            ("resolve", self.resolve),
+        ];
+        for (name, offered) in flags {
+            if offered {
+                write!(f, " {name}")?;
+            }
+        }
+        match self.max_size {
+            Some(max) => write!(f, " max-size={max}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Advances the engine's epoch every tick, for CPU limits.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
@@ -222,8 +252,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        Provider::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)?;
+        bindings::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
 
         std::fs::create_dir_all(cache_dir)
             .with_context(|| format!("creating the compiled-component cache {}", cache_dir.display()))?;
@@ -237,13 +266,13 @@ impl Runtime {
         })
     }
 
-    /// Compiles a component, or loads it from the cache when this engine has
-    /// compiled the same bytes before.
-    pub fn compile(&self, wasm: &Path) -> anyhow::Result<Component> {
-        let bytes = std::fs::read(wasm).with_context(|| format!("reading adapter component {}", wasm.display()))?;
+    /// Compiles a component's bytes (read from `wasm`), or loads them from
+    /// the cache when this engine has compiled the same bytes before.
+    pub fn compile(&self, bytes: &[u8], wasm: &Path) -> anyhow::Result<Component> {
+        contract::check_encoding(bytes).with_context(|| format!("{} is refused", wasm.display()))?;
         let mut engine_hash = DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        let key = format!("{}-{:016x}", crate::body::to_hex(&crate::body::digest_of(&bytes)), engine_hash.finish());
+        let key = format!("{}-{:016x}", crate::body::to_hex(&crate::body::digest_of(bytes)), engine_hash.finish());
         let cached = self.cache_dir.join(format!("{key}.cwasm"));
         if cached.is_file() {
             // SAFETY: the cache holds only what `precompile_component` wrote for
@@ -257,7 +286,7 @@ impl Runtime {
         }
         let compiled = self
             .engine
-            .precompile_component(&bytes)
+            .precompile_component(bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{} is not a valid component", wasm.display()))?;
         let temp = cached.with_extension(format!("{:016x}.partial", rand::random::<u64>()));
@@ -270,19 +299,33 @@ impl Runtime {
     }
 
     /// Loads the adapter a provider entry names, and calls its `init` once to
-    /// check its config and learn its capabilities.
+    /// check its config and learn its capabilities. Refuses a component whose
+    /// bytes differ from the entry's `sha256` pin, one that targets a contract
+    /// version this host does not know, and one importing beyond the contract.
     pub async fn load(&self, provider: &ProviderConfig) -> anyhow::Result<Adapter> {
         let name = &provider.name;
-        let plugin_path = plugin_path(&provider.plugin)?;
-        let component = self.compile(&plugin_path).with_context(|| format!("provider {name}"))?;
+        let ComponentSource { path: plugin_path, bytes } =
+            component_source(&provider.plugin).with_context(|| format!("provider {name}"))?;
+        let sha256 = crate::body::to_hex(&crate::body::digest_of(&bytes));
+        if let Some(pin) = &provider.sha256 {
+            anyhow::ensure!(
+                *pin == sha256,
+                "provider {name}: {} has SHA-256 {sha256}, but [providers.{name}] sha256 pins {pin}; \
+                 put back the pinned component, or pin the new one if you trust it",
+                plugin_path.display()
+            );
+        }
+        let component = self.compile(&bytes, &plugin_path).with_context(|| format!("provider {name}"))?;
+        let contract = contract::inspect(&self.engine, &component)
+            .with_context(|| format!("provider {name}: {} is refused", plugin_path.display()))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("provider {name}: {} does not fit {WIT_VERSION}", plugin_path.display()))?;
-        let pre = ProviderPre::new(pre)
+            .with_context(|| format!("provider {name}: {} does not fit {contract}", plugin_path.display()))?;
+        let pre = AdapterPre::new(contract, pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("provider {name}: {} does not export {WIT_VERSION}", plugin_path.display()))?;
+            .with_context(|| format!("provider {name}: {} does not export {contract}", plugin_path.display()))?;
 
         let storage = match &provider.storage {
             Some(grant) => {
@@ -320,6 +363,8 @@ impl Runtime {
         });
         let mut adapter = Adapter {
             pre,
+            contract,
+            sha256,
             context,
             config_json: provider.adapter_config_json.clone().into(),
             limits: provider.limits,
@@ -359,33 +404,54 @@ fn placeholder_capabilities() -> Capabilities {
     }
 }
 
-/// The directory holding the adapters built with Wharf: `$WHARF_PLUGIN_DIR`,
-/// else `plugins/` beside the executable, else the build's own output.
-pub fn builtin_plugin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WHARF_PLUGIN_DIR") {
-        return PathBuf::from(dir);
-    }
-    let beside_exe = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("plugins")));
-    match beside_exe {
-        Some(dir) if dir.is_dir() => dir,
-        _ => PathBuf::from(env!("WHARF_BUILTIN_PLUGIN_DIR")),
-    }
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_adapters.rs"));
 }
 
-fn plugin_path(source: &PluginSource) -> anyhow::Result<PathBuf> {
-    match source {
-        PluginSource::File(path) => Ok(path.clone()),
-        PluginSource::Builtin(name) => {
-            let dir = builtin_plugin_dir();
-            let path = dir.join(format!("wharf_plugin_{}.wasm", name.replace('-', "_")));
-            anyhow::ensure!(
-                path.is_file(),
-                "no built-in adapter named {name:?} in {}; build Wharf (cargo build) or set plugin to the path of a .wasm component",
-                dir.display()
-            );
-            Ok(path)
-        }
+/// A component's bytes and what to call it in messages and listings.
+struct ComponentSource {
+    path: PathBuf,
+    bytes: std::borrow::Cow<'static, [u8]>,
+}
+
+/// Where a built-in adapter's component comes from, first found:
+/// `$WHARF_PLUGIN_DIR` (only there, when set), `plugins/` beside the
+/// executable, the copy embedded in a release build, the build's own output
+/// (development builds load by path, so editing an adapter does not
+/// recompile the host).
+fn component_source(source: &PluginSource) -> anyhow::Result<ComponentSource> {
+    let read = |path: PathBuf| -> anyhow::Result<ComponentSource> {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading adapter component {}", path.display()))?;
+        Ok(ComponentSource { path, bytes: bytes.into() })
+    };
+    let name = match source {
+        PluginSource::File(path) => return read(path.clone()),
+        PluginSource::Builtin(name) => name,
+    };
+    let file = format!("wharf_plugin_{}.wasm", name.replace('-', "_"));
+    if let Some(dir) = std::env::var_os("WHARF_PLUGIN_DIR") {
+        let path = PathBuf::from(dir).join(&file);
+        anyhow::ensure!(
+            path.is_file(),
+            "no built-in adapter named {name:?}: {} is missing (WHARF_PLUGIN_DIR is set)",
+            path.display()
+        );
+        return read(path);
     }
+    let beside_exe = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("plugins").join(&file)));
+    if let Some(path) = beside_exe.filter(|p| p.is_file()) {
+        return read(path);
+    }
+    if let Some((_, bytes)) = embedded::EMBEDDED.iter().find(|(embedded, _)| embedded == name) {
+        let path = PathBuf::from(format!("built-in:{name}"));
+        return Ok(ComponentSource { path, bytes: (*bytes).into() });
+    }
+    let path = Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR")).join(&file);
+    anyhow::ensure!(
+        path.is_file(),
+        "no built-in adapter named {name:?}; the built-in ones are the folders of plugins/ (build Wharf with cargo build), or set plugin to the path of a .wasm component"
+    );
+    read(path)
 }
 
 type CallResult<'a, R> = BoxFuture<'a, wasmtime::Result<Result<R, ProviderError>>>;
@@ -401,6 +467,21 @@ impl Adapter {
 
     pub fn plugin_path(&self) -> &Path {
         &self.plugin_path
+    }
+
+    /// The contract version the component was built for.
+    pub fn contract(&self) -> ContractVersion {
+        self.contract
+    }
+
+    /// The `config` table given to `init`, as JSON.
+    pub fn config_json(&self) -> &str {
+        &self.config_json
+    }
+
+    /// Lowercase hex SHA-256 of the component's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     pub fn allowed_hosts(&self) -> Vec<String> {
@@ -446,7 +527,7 @@ impl Adapter {
     async fn call<R: Send>(
         &self,
         operation: &'static str,
-        op: impl for<'a> FnOnce(&'a mut Store<CallState>, &'a Provider) -> CallResult<'a, R> + Send,
+        op: impl for<'a> FnOnce(&'a mut Store<CallState>, &'a Instance) -> CallResult<'a, R> + Send,
     ) -> Result<(R, Capabilities), CallError> {
         let provider = self.name().to_string();
         // Taken before the timeout starts: waiting for a slot is not the adapter's time.
@@ -454,8 +535,7 @@ impl Adapter {
         let run = async {
             let mut store = self.store()?;
             let instance = self.pre.instantiate_async(&mut store).await?;
-            let adapter = instance.wharf_provider_adapter();
-            let capabilities = match adapter.call_init(&mut store, &self.config_json).await? {
+            let capabilities = match instance.init(&mut store, &self.config_json).await? {
                 Ok(capabilities) => capabilities,
                 Err(error) => return Ok(Err(error)),
             };
@@ -543,7 +623,7 @@ impl Adapter {
                 Box::pin(async move {
                     let content = store.data_mut().table.push(content)?;
                     let request = UploadRequest { content, name, mime, size, sha256, purpose };
-                    instance.wharf_provider_adapter().call_upload(store, &request).await
+                    instance.upload(store, request).await
                 })
             })
         };
@@ -566,8 +646,7 @@ impl Adapter {
             let target = target.clone();
             self.call("download", move |store, instance| {
                 Box::pin(async move {
-                    let adapter = instance.wharf_provider_adapter();
-                    let result = adapter.call_download(&mut *store, &target, derived, range).await?;
+                    let result = instance.download(&mut *store, &target, derived, range).await?;
                     Ok(match result {
                         Ok(download) => {
                             let body = take_body(store, download.content)?;
@@ -584,9 +663,7 @@ impl Adapter {
     pub async fn stat(&self, target: &ObjectRef) -> Result<ObjectInfo, CallError> {
         self.retrying("stat", || {
             let target = target.clone();
-            self.call("stat", move |store, instance| {
-                Box::pin(async move { instance.wharf_provider_adapter().call_stat(store, &target).await })
-            })
+            self.call("stat", move |store, instance| Box::pin(async move { instance.stat(store, &target).await }))
         })
         .await
     }
@@ -597,7 +674,7 @@ impl Adapter {
         self.retrying("resolve", || {
             let reference = reference.to_string();
             self.call("resolve", move |store, instance| {
-                Box::pin(async move { instance.wharf_provider_adapter().call_resolve(store, &reference).await })
+                Box::pin(async move { instance.resolve(store, &reference).await })
             })
         })
         .await
@@ -607,10 +684,7 @@ impl Adapter {
         self.retrying("list", || {
             let cursor = cursor.map(str::to_string);
             self.call("list", move |store, instance| {
-                Box::pin(async move {
-                    let adapter = instance.wharf_provider_adapter();
-                    adapter.call_list(store, cursor.as_deref(), limit).await
-                })
+                Box::pin(async move { instance.list(store, cursor.as_deref(), limit).await })
             })
         })
         .await
@@ -619,9 +693,7 @@ impl Adapter {
     pub async fn delete(&self, target: &ObjectRef) -> Result<(), CallError> {
         self.retrying("delete", || {
             let target = target.clone();
-            self.call("delete", move |store, instance| {
-                Box::pin(async move { instance.wharf_provider_adapter().call_delete(store, &target).await })
-            })
+            self.call("delete", move |store, instance| Box::pin(async move { instance.delete(store, &target).await }))
         })
         .await
     }
@@ -631,10 +703,7 @@ impl Adapter {
         self.retrying("presign", || {
             let target = target.clone();
             self.call("presign", move |store, instance| {
-                Box::pin(async move {
-                    let adapter = instance.wharf_provider_adapter();
-                    adapter.call_presign(store, &target, secs).await
-                })
+                Box::pin(async move { instance.presign(store, &target, secs).await })
             })
         })
         .await

@@ -11,15 +11,17 @@ mod core;
 mod error;
 
 use wharf_adapter_sdk::{
-    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, Provider, ProviderError,
     UploadRequest, export_adapter,
 };
 
 struct Glm;
 
-impl Adapter for Glm {
-    fn init(config_json: String) -> Result<Capabilities, ProviderError> {
-        config::CONFIG.set(config::Config::parse(&config_json)?);
+impl Provider for Glm {
+    const NAME: &'static str = "GLM";
+
+    fn init(config_json: &str) -> Result<Capabilities, ProviderError> {
+        config::CONFIG.set(config::Config::parse(config_json)?);
         Ok(Capabilities {
             download: DownloadSupport::Derived,
             stat: true,
@@ -38,33 +40,30 @@ impl Adapter for Glm {
         core::upload(req)
     }
 
-    fn download(target: ObjectRef, derived: bool, range: Option<ByteRange>) -> Result<DownloadResult, ProviderError> {
-        if range.is_some_and(|r| !r.is_whole()) {
-            return Err(ProviderError::unsupported("GLM serves whole files only, not byte ranges"));
-        }
-        core::download(&target, derived)
+    fn download(
+        target: &ObjectRef,
+        derived: bool,
+        _range: Option<&ByteRange>,
+    ) -> Result<DownloadResult, ProviderError> {
+        core::download(target, derived)
     }
 
-    fn resolve(_reference: String) -> Result<ObjectInfo, ProviderError> {
+    fn resolve(_reference: &str) -> Result<ObjectInfo, ProviderError> {
         Err(ProviderError::unsupported(
             "GLM cannot give the original bytes of a file it did not get through Wharf, so its files cannot be registered",
         ))
     }
 
-    fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {
-        core::stat(&target)
+    fn stat(target: &ObjectRef) -> Result<ObjectInfo, ProviderError> {
+        core::stat(target)
     }
 
-    fn list(cursor: Option<String>, limit: u32) -> Result<Page, ProviderError> {
-        core::list(cursor.as_deref(), limit)
+    fn list(cursor: Option<&str>, limit: u32) -> Result<Page, ProviderError> {
+        core::list(cursor, limit)
     }
 
-    fn delete(target: ObjectRef) -> Result<(), ProviderError> {
+    fn delete(target: &ObjectRef) -> Result<(), ProviderError> {
         core::delete(&target.remote_id)
-    }
-
-    fn presign(_target: ObjectRef, _expires_in_secs: u64) -> Result<String, ProviderError> {
-        Err(ProviderError::unsupported("GLM has no shareable file URLs"))
     }
 }
 

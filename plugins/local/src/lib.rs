@@ -11,15 +11,17 @@ mod core;
 mod error;
 
 use wharf_adapter_sdk::{
-    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, Provider, ProviderError,
     UploadRequest, export_adapter,
 };
 
 struct Local;
 
-impl Adapter for Local {
-    fn init(config_json: String) -> Result<Capabilities, ProviderError> {
-        config::CONFIG.set(config::Config::parse(&config_json)?);
+impl Provider for Local {
+    const NAME: &'static str = "the local provider";
+
+    fn init(config_json: &str) -> Result<Capabilities, ProviderError> {
+        config::CONFIG.set(config::Config::parse(config_json)?);
         Ok(Capabilities {
             download: DownloadSupport::Original,
             stat: true,
@@ -38,27 +40,27 @@ impl Adapter for Local {
         core::upload(req)
     }
 
-    fn download(target: ObjectRef, derived: bool, range: Option<ByteRange>) -> Result<DownloadResult, ProviderError> {
-        core::download(&target.remote_id, derived, range.as_ref())
+    fn download(target: &ObjectRef, derived: bool, range: Option<&ByteRange>) -> Result<DownloadResult, ProviderError> {
+        core::download(&target.remote_id, derived, range)
     }
 
-    fn resolve(reference: String) -> Result<ObjectInfo, ProviderError> {
-        core::resolve(&reference)
+    fn resolve(reference: &str) -> Result<ObjectInfo, ProviderError> {
+        core::resolve(reference)
     }
 
-    fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {
+    fn stat(target: &ObjectRef) -> Result<ObjectInfo, ProviderError> {
         core::stat(&target.remote_id)
     }
 
-    fn list(cursor: Option<String>, limit: u32) -> Result<Page, ProviderError> {
-        core::list(cursor.as_deref(), limit)
+    fn list(cursor: Option<&str>, limit: u32) -> Result<Page, ProviderError> {
+        core::list(cursor, limit)
     }
 
-    fn delete(target: ObjectRef) -> Result<(), ProviderError> {
+    fn delete(target: &ObjectRef) -> Result<(), ProviderError> {
         core::delete(&target.remote_id)
     }
 
-    fn presign(_target: ObjectRef, _expires_in_secs: u64) -> Result<String, ProviderError> {
+    fn presign(_target: &ObjectRef, _expires_in_secs: u64) -> Result<String, ProviderError> {
         Err(ProviderError::unsupported("the local provider has no URLs of its own; use Wharf's HTTP download links"))
     }
 }

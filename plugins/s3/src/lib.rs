@@ -14,7 +14,7 @@ mod reference;
 mod sigv4;
 
 use wharf_adapter_sdk::{
-    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, Provider, ProviderError,
     UploadRequest, export_adapter,
 };
 
@@ -24,9 +24,11 @@ const MAX_OBJECT_SIZE: u64 = 5 << 40;
 
 struct S3;
 
-impl Adapter for S3 {
-    fn init(config_json: String) -> Result<Capabilities, ProviderError> {
-        let config = config::Config::parse(&config_json)?;
+impl Provider for S3 {
+    const NAME: &'static str = "S3";
+
+    fn init(config_json: &str) -> Result<Capabilities, ProviderError> {
+        let config = config::Config::parse(config_json)?;
         // Presigning needs the access key id in the adapter; see the config.
         let presign = config.access_key_id_for_presign.is_some();
         config::CONFIG.set(config);
@@ -48,27 +50,27 @@ impl Adapter for S3 {
         core::upload(req)
     }
 
-    fn download(target: ObjectRef, derived: bool, range: Option<ByteRange>) -> Result<DownloadResult, ProviderError> {
-        core::download(&target.remote_id, derived, range.as_ref())
+    fn download(target: &ObjectRef, derived: bool, range: Option<&ByteRange>) -> Result<DownloadResult, ProviderError> {
+        core::download(&target.remote_id, derived, range)
     }
 
-    fn resolve(reference: String) -> Result<ObjectInfo, ProviderError> {
-        core::resolve(&reference)
+    fn resolve(reference: &str) -> Result<ObjectInfo, ProviderError> {
+        core::resolve(reference)
     }
 
-    fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {
+    fn stat(target: &ObjectRef) -> Result<ObjectInfo, ProviderError> {
         core::stat(&target.remote_id)
     }
 
-    fn list(cursor: Option<String>, limit: u32) -> Result<Page, ProviderError> {
-        core::list(cursor.as_deref(), limit)
+    fn list(cursor: Option<&str>, limit: u32) -> Result<Page, ProviderError> {
+        core::list(cursor, limit)
     }
 
-    fn delete(target: ObjectRef) -> Result<(), ProviderError> {
+    fn delete(target: &ObjectRef) -> Result<(), ProviderError> {
         core::delete(&target.remote_id)
     }
 
-    fn presign(target: ObjectRef, expires_in_secs: u64) -> Result<String, ProviderError> {
+    fn presign(target: &ObjectRef, expires_in_secs: u64) -> Result<String, ProviderError> {
         core::presign(&target.remote_id, expires_in_secs)
     }
 }

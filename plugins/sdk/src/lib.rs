@@ -3,8 +3,8 @@
 //! adapter repeats: reading its config, classifying HTTP failures, reading
 //! small response bodies, byte ranges.
 //!
-//! An adapter implements [`Adapter`] and registers it with
-//! `wharf_adapter_sdk::export_adapter!(MyAdapter);`.
+//! An adapter implements [`Provider`] (its capabilities and the operations
+//! it offers) and registers it with `wharf_adapter_sdk::export_adapter!(MyAdapter);`.
 
 wit_bindgen::generate!({
     world: "provider",
@@ -16,13 +16,14 @@ wit_bindgen::generate!({
 
 pub mod config;
 pub mod errors;
+mod provider;
 pub mod range;
 pub mod response;
 
 pub use exports::wharf::provider::adapter::{
-    ByteRange, Capabilities, ContentKind, DownloadResult, DownloadSupport, Guest as Adapter, ObjectRef, Page,
-    UploadRequest,
+    ByteRange, Capabilities, ContentKind, DownloadResult, DownloadSupport, ObjectRef, Page, UploadRequest,
 };
+pub use provider::Provider;
 pub use wharf::provider::types::{Body, ErrorKind, ObjectInfo, ProviderError};
 pub use wharf::provider::{http, log, secrets, storage};
 

@@ -37,15 +37,17 @@ mod error;
 mod reference;
 
 use wharf_adapter_sdk::{
-    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, Provider, ProviderError,
     UploadRequest, export_adapter,
 };
 
 struct Supabase;
 
-impl Adapter for Supabase {
-    fn init(config_json: String) -> Result<Capabilities, ProviderError> {
-        config::CONFIG.set(config::Config::parse(&config_json)?);
+impl Provider for Supabase {
+    const NAME: &'static str = "Supabase";
+
+    fn init(config_json: &str) -> Result<Capabilities, ProviderError> {
+        config::CONFIG.set(config::Config::parse(config_json)?);
         Ok(Capabilities {
             download: DownloadSupport::Original,
             stat: true,
@@ -66,27 +68,27 @@ impl Adapter for Supabase {
         core::upload(req)
     }
 
-    fn download(target: ObjectRef, derived: bool, range: Option<ByteRange>) -> Result<DownloadResult, ProviderError> {
-        core::download(&target.remote_id, derived, range.as_ref())
+    fn download(target: &ObjectRef, derived: bool, range: Option<&ByteRange>) -> Result<DownloadResult, ProviderError> {
+        core::download(&target.remote_id, derived, range)
     }
 
-    fn resolve(reference: String) -> Result<ObjectInfo, ProviderError> {
-        core::resolve(&reference)
+    fn resolve(reference: &str) -> Result<ObjectInfo, ProviderError> {
+        core::resolve(reference)
     }
 
-    fn stat(target: ObjectRef) -> Result<ObjectInfo, ProviderError> {
+    fn stat(target: &ObjectRef) -> Result<ObjectInfo, ProviderError> {
         core::stat(&target.remote_id)
     }
 
-    fn list(cursor: Option<String>, limit: u32) -> Result<Page, ProviderError> {
-        core::list(cursor.as_deref(), limit)
+    fn list(cursor: Option<&str>, limit: u32) -> Result<Page, ProviderError> {
+        core::list(cursor, limit)
     }
 
-    fn delete(target: ObjectRef) -> Result<(), ProviderError> {
+    fn delete(target: &ObjectRef) -> Result<(), ProviderError> {
         core::delete(&target.remote_id)
     }
 
-    fn presign(target: ObjectRef, expires_in_secs: u64) -> Result<String, ProviderError> {
+    fn presign(target: &ObjectRef, expires_in_secs: u64) -> Result<String, ProviderError> {
         core::presign(&target.remote_id, expires_in_secs)
     }
 }

@@ -3,7 +3,7 @@
 use wasmtime::component::Resource;
 
 use crate::body::{Body, BodyError};
-use crate::runtime::bindings::wharf::provider::types::{Host, HostBody};
+use crate::runtime::bindings::v0_2::wharf::provider::types::{Host, HostBody};
 use crate::runtime::bindings::{ErrorKind, ProviderError};
 use crate::runtime::state::CallState;
 

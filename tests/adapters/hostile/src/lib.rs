@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use wharf_adapter_sdk::http::{Request, RequestBody};
 use wharf_adapter_sdk::{
-    Adapter, ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, ProviderError,
+    ByteRange, Capabilities, DownloadResult, DownloadSupport, ObjectInfo, ObjectRef, Page, Provider, ProviderError,
     UploadRequest, config, export_adapter, http,
 };
 
@@ -57,9 +57,11 @@ fn misbehave() -> Result<ObjectInfo, ProviderError> {
 
 struct Hostile;
 
-impl Adapter for Hostile {
-    fn init(config_json: String) -> Result<Capabilities, ProviderError> {
-        CONFIG.set(config::parse(&config_json)?);
+impl Provider for Hostile {
+    const NAME: &'static str = "hostile";
+
+    fn init(config_json: &str) -> Result<Capabilities, ProviderError> {
+        CONFIG.set(config::parse(config_json)?);
         Ok(Capabilities {
             download: DownloadSupport::Original,
             stat: true,
@@ -77,25 +79,25 @@ impl Adapter for Hostile {
         misbehave()
     }
     fn download(
-        _target: ObjectRef,
+        _target: &ObjectRef,
         _derived: bool,
-        _range: Option<ByteRange>,
+        _range: Option<&ByteRange>,
     ) -> Result<DownloadResult, ProviderError> {
         misbehave().map(|_| unreachable!())
     }
-    fn resolve(_reference: String) -> Result<ObjectInfo, ProviderError> {
+    fn resolve(_reference: &str) -> Result<ObjectInfo, ProviderError> {
         misbehave()
     }
-    fn stat(_target: ObjectRef) -> Result<ObjectInfo, ProviderError> {
+    fn stat(_target: &ObjectRef) -> Result<ObjectInfo, ProviderError> {
         misbehave()
     }
-    fn list(_cursor: Option<String>, _limit: u32) -> Result<Page, ProviderError> {
+    fn list(_cursor: Option<&str>, _limit: u32) -> Result<Page, ProviderError> {
         misbehave().map(|_| unreachable!())
     }
-    fn delete(_target: ObjectRef) -> Result<(), ProviderError> {
+    fn delete(_target: &ObjectRef) -> Result<(), ProviderError> {
         misbehave().map(|_| ())
     }
-    fn presign(_target: ObjectRef, _expires_in_secs: u64) -> Result<String, ProviderError> {
+    fn presign(_target: &ObjectRef, _expires_in_secs: u64) -> Result<String, ProviderError> {
         misbehave().map(|_| unreachable!())
     }
 }

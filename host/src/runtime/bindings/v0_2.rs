@@ -1,4 +1,5 @@
-//! Host bindings of the `wharf:provider` world (`wit/provider.wit`).
+//! Host bindings of `wharf:provider@0.2.0` (`wit/provider.wit`), the current
+//! contract. Its types are the host's own: other versions convert to them.
 
 wasmtime::component::bindgen!({
     world: "provider",
