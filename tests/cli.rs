@@ -195,11 +195,21 @@ fn partial_files(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Sends SIGINT to `child` as soon as a temporary file appears under
+/// Whether `pid` is writing a temporary file under `dir`: an unnamed one
+/// (O_TMPFILE, shown in /proc as `DIR/#INODE (deleted)`) or a named partial.
+fn writing_under(pid: u32, dir: &Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.filter_map(Result::ok).filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|target| {
+        let target = target.to_string_lossy().into_owned();
+        target.starts_with(&*dir.to_string_lossy()) && (target.ends_with("(deleted)") || target.contains(".wharf-partial"))
+    })
+}
+
+/// Sends SIGINT to `child` as soon as it writes a temporary file under
 /// `watched`, i.e. while a transfer is writing, and waits for it to end.
 fn interrupt_mid_transfer(child: std::process::Child, watched: &Path) -> Output {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while partial_files(watched).is_empty() {
+    while !writing_under(child.id(), watched) && partial_files(watched).is_empty() {
         assert!(Instant::now() < deadline, "no transfer started writing under {}", watched.display());
         std::thread::sleep(Duration::from_millis(5));
     }
