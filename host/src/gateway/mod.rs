@@ -8,6 +8,8 @@
 //! - `files.rs`: info, listing, metadata, removal
 //! - `links.rs`: single-use download links
 //! - `tokens.rs`: API tokens and authentication
+//! - `conformance.rs`: `wharf plugins test`, the conformance suite for an adapter
+//! - `reload.rs`: hot reload of the adapters under `wharf serve`
 
 mod conformance;
 mod download;
