@@ -4,11 +4,16 @@
 //! surface.
 //!
 //! - `upload.rs`: upload with SHA-256 dedup and durable backup
-//! - `download.rs`: verified downloads, to a path or as a stream
-//! - `files.rs`: info, listing, metadata, removal
+//! - `download.rs`: verified downloads, to a path or as a stream, trying the
+//!   copies in resolution order
+//! - `files.rs`: info, listing, metadata, removal, statistics
+//! - `register.rs`: recording objects already at a provider (direct references)
+//! - `retention.rs`: `wharf gc`
 //! - `links.rs`: single-use download links
 //! - `tokens.rs`: API tokens and authentication
 //! - `fsck.rs`: the catalog checked against the providers and the spool
+//! - `conformance.rs`: `wharf plugins test`, the conformance suite for an adapter
+//! - `reload.rs`: hot reload of the adapters under `wharf serve`
 
 mod conformance;
 mod download;

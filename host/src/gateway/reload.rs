@@ -5,9 +5,10 @@
 //! took. A broken new version is refused with a log line naming why, and the
 //! old adapters keep serving.
 //!
-//! What reloads: each provider's entry (component, pin, config table, hosts,
-//! secrets, limits). The `[host]` settings and the set of providers stay as
-//! they were at start: adding or removing a provider needs a restart.
+//! What reloads: each provider's adapter (component, pin, config table,
+//! hosts, secrets, limits, retries). The `[host]` settings, the providers'
+//! upload `validation` rules and the set of providers stay as they were at
+//! start: changing those needs a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,24 +85,33 @@ impl Gateway {
     }
 
     /// Reloads on SIGHUP and when a watched file changes, until `shutdown`.
+    /// The signal handler and the files' first stamps are taken before this
+    /// returns, so that a change or a SIGHUP right after start is not missed
+    /// (and SIGHUP no longer ends the process).
     pub fn watch_for_changes(self: &Arc<Self>, shutdown: CancellationToken) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let stamps = |files: &[PathBuf]| files.iter().map(stamp).collect::<Vec<_>>();
+        let mut files = self.watched_files();
+        let mut seen = stamps(&files);
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(e) => {
+                tracing::warn!("hot reload: cannot listen for SIGHUP ({e}); watching files only");
+                None
+            }
+        };
         let gateway = self.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut hangup = match signal(SignalKind::hangup()) {
-                Ok(hangup) => hangup,
-                Err(e) => {
-                    tracing::warn!("hot reload: cannot listen for SIGHUP ({e}); watching files only");
-                    return;
-                }
-            };
-            let stamps = |files: &[PathBuf]| files.iter().map(stamp).collect::<Vec<_>>();
-            let mut files = gateway.watched_files();
-            let mut seen = stamps(&files);
             loop {
+                let hangup_received = async {
+                    match hangup.as_mut() {
+                        Some(hangup) => hangup.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let trigger = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = hangup.recv() => "SIGHUP",
+                    _ = hangup_received => "SIGHUP",
                     _ = tokio::time::sleep(POLL_INTERVAL) => {
                         if stamps(&files) == seen { continue; }
                         "a changed file"
