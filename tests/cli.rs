@@ -201,7 +201,8 @@ fn writing_under(pid: u32, dir: &Path) -> bool {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
     fds.filter_map(Result::ok).filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|target| {
         let target = target.to_string_lossy().into_owned();
-        target.starts_with(&*dir.to_string_lossy()) && (target.ends_with("(deleted)") || target.contains(".wharf-partial"))
+        target.starts_with(&*dir.to_string_lossy())
+            && (target.ends_with("(deleted)") || target.contains(".wharf-partial"))
     })
 }
 

@@ -197,8 +197,20 @@ fn a_scaffolded_adapter_builds_and_passes_check_unmodified() {
 }
 
 /// Whether a `.wharf-partial` file (a download being written) is in `dir`.
+/// Whether a download is writing into `dir`: an unnamed temp file (O_TMPFILE,
+/// open in this process as `DIR/#INODE (deleted)`) or a named partial one.
 fn download_in_progress(dir: &Path) -> bool {
-    std::fs::read_dir(dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".wharf-partial"))
+    let dir = dir.to_string_lossy().into_owned();
+    let unnamed = std::fs::read_dir("/proc/self/fd").unwrap().flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            target.to_string_lossy().starts_with(&dir) && target.to_string_lossy().ends_with("(deleted)")
+        })
+    });
+    unnamed
+        || std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".wharf-partial"))
 }
 
 /// Replaces a file the way operators should: a whole new file renamed over it.
