@@ -401,11 +401,13 @@ async fn a_full_destination_is_a_clear_error_and_leaves_nothing() {
 #[tokio::test]
 async fn fsck_finds_and_repairs_what_is_out_of_order() {
     let scratch = Scratch::new();
-    let mirror = format!("[providers.mirror]\nplugin = \"local\"\nstorage_dir = \"{}/mirror\"\n", scratch.data().display());
+    let mirror =
+        format!("[providers.mirror]\nplugin = \"local\"\nstorage_dir = \"{}/mirror\"\n", scratch.data().display());
     let gateway = scratch.open_gateway(&mirror).await;
     let caller = gateway.host_caller();
     let to = |provider: &str| UploadOptions { provider: Some(provider.into()), ..UploadOptions::default() };
-    let object_path = |provider: &str, sha: &str| scratch.data().join(provider).join("objects").join(&sha[..2]).join(sha);
+    let object_path =
+        |provider: &str, sha: &str| scratch.data().join(provider).join("objects").join(&sha[..2]).join(sha);
 
     // A copy damaged at rest, with a good copy at the mirror.
     let damaged = pattern(300_000);
