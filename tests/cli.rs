@@ -205,11 +205,23 @@ fn partial_files(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Sends SIGINT to `child` as soon as a temporary file appears under
-/// `watched`, i.e. while a transfer is writing, and waits for it to end.
+/// Whether process `pid` holds open a file being written under `dir`: an
+/// unnamed one (O_TMPFILE, shown as `dir/#inode (deleted)`) or a temporary
+/// copy in progress.
+fn writing_under(pid: u32, dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else { return false };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|target| {
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        target.starts_with(&dir) && (name.starts_with('#') || name.ends_with(".wharf-partial"))
+    })
+}
+
+/// Sends SIGINT to `child` as soon as it writes a file under `watched`,
+/// i.e. while a transfer is writing, and waits for it to end.
 fn interrupt_mid_transfer(child: std::process::Child, watched: &Path) -> Output {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while partial_files(watched).is_empty() {
+    while !writing_under(child.id(), watched) && partial_files(watched).is_empty() {
         assert!(Instant::now() < deadline, "no transfer started writing under {}", watched.display());
         std::thread::sleep(Duration::from_millis(5));
     }
