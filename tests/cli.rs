@@ -7,7 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Scratch, pattern, sha256_hex, wharf};
+use common::{Scratch, pattern, sha256_hex};
+
+fn wharf(scratch: &Scratch, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("--config")
+        .arg(scratch.config_path())
+        .args(args)
+        .current_dir(scratch.work())
+        .output()
+        .expect("running wharf")
+}
 
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
@@ -195,19 +205,20 @@ fn partial_files(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Whether `pid` is writing a temporary file under `dir`: an unnamed one
-/// (O_TMPFILE, shown in /proc as `DIR/#INODE (deleted)`) or a named partial.
+/// Whether process `pid` holds open a file being written under `dir`: an
+/// unnamed one (O_TMPFILE, shown as `dir/#inode (deleted)`) or a temporary
+/// copy in progress.
 fn writing_under(pid: u32, dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else { return false };
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
-    fds.filter_map(Result::ok).filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|target| {
-        let target = target.to_string_lossy().into_owned();
-        target.starts_with(&*dir.to_string_lossy())
-            && (target.ends_with("(deleted)") || target.contains(".wharf-partial"))
+    fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|target| {
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        target.starts_with(&dir) && (name.starts_with('#') || name.ends_with(".wharf-partial"))
     })
 }
 
-/// Sends SIGINT to `child` as soon as it writes a temporary file under
-/// `watched`, i.e. while a transfer is writing, and waits for it to end.
+/// Sends SIGINT to `child` as soon as it writes a file under `watched`,
+/// i.e. while a transfer is writing, and waits for it to end.
 fn interrupt_mid_transfer(child: std::process::Child, watched: &Path) -> Output {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !writing_under(child.id(), watched) && partial_files(watched).is_empty() {

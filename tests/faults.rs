@@ -1,5 +1,5 @@
 //! Faults on the wire: each operation against the real S3 server (SeaweedFS)
-//! through the fault proxy, once per fault. Every cell must end in success
+//! and the Supabase fake, through the fault proxy, once per fault. Every cell must end in success
 //! after retry, or in a clear error within the configured limits; never a
 //! partial file at a destination, never a record without its object nor an
 //! object without its record (checked by listing the server afterwards),
@@ -12,6 +12,8 @@ mod common;
 mod fault_proxy;
 #[path = "support/s3_server.rs"]
 mod s3_server;
+#[path = "support/supabase_fake.rs"]
+mod supabase_fake;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -20,12 +22,15 @@ use std::time::{Duration, Instant};
 use common::{Scratch, pattern, records};
 use fault_proxy::{Fault, FaultProxy};
 use s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
+use supabase_fake::{BucketLimits, FakeSupabase};
 use wharf::gateway::{Caller, Source, UploadOptions};
 
 const BUCKET: &str = "wharf-faults";
 const PREFIX: &str = "faults/";
 const KEY_ID_ENV: &str = "WHARF_TEST_S3_ACCESS_KEY_ID";
 const SECRET_ENV: &str = "WHARF_TEST_S3_SECRET_ACCESS_KEY";
+const SUPABASE_KEY_ENV: &str = "WHARF_TEST_SUPABASE_KEY";
+const SUPABASE_KEY: &str = "eyJ-test-service-role-key";
 const MIB: usize = 1 << 20;
 /// The adapter's time limit per call; a stalled connection is given up well within it.
 const TIMEOUT_SECS: u64 = 9;
@@ -35,7 +40,7 @@ const CELL_LIMIT: Duration = Duration::from_secs(45);
 #[derive(Debug, Clone, Copy)]
 enum Operation {
     SmallUpload,
-    MultipartUpload,
+    LargeUpload,
     Download,
     Stat,
     List,
@@ -48,7 +53,7 @@ impl Operation {
     const ALL: [Operation; 6] = [
         Operation::List,
         Operation::SmallUpload,
-        Operation::MultipartUpload,
+        Operation::LargeUpload,
         Operation::Download,
         Operation::Stat,
         Operation::Delete,
@@ -57,7 +62,7 @@ impl Operation {
     fn label(self) -> &'static str {
         match self {
             Operation::SmallUpload => "small upload",
-            Operation::MultipartUpload => "multipart upload",
+            Operation::LargeUpload => "multipart/TUS upload",
             Operation::Download => "download",
             Operation::Stat => "stat",
             Operation::List => "list",
@@ -66,22 +71,105 @@ impl Operation {
     }
 }
 
-fn provider(endpoint: &str) -> String {
-    format!(
-        r#"
-[providers.s3]
-plugin = "s3"
-allowed_hosts = ["{endpoint}"]
-secrets = {{ access_key_id = "{KEY_ID_ENV}", secret_access_key = "{SECRET_ENV}" }}
-config = {{ endpoint = "{endpoint}", region = "us-east-1", bucket = "{BUCKET}", prefix = "{PREFIX}", multipart_threshold = 5242880, part_size = 5242880 }}
-limits = {{ timeout_secs = {TIMEOUT_SECS} }}
-retry = {{ max_retries = 3, base_delay_ms = 50, max_delay_ms = 200, max_retry_after_ms = 2000 }}
-"#
-    )
+/// A test server behind its fault proxy.
+enum Server {
+    S3(S3Server),
+    Supabase(FakeSupabase),
 }
 
-fn to_s3() -> UploadOptions {
-    UploadOptions { provider: Some("s3".into()), ..UploadOptions::default() }
+impl Server {
+    fn provider(&self) -> &'static str {
+        match self {
+            Server::S3(_) => "s3",
+            Server::Supabase(_) => "supabase",
+        }
+    }
+
+    fn upstream(&self) -> String {
+        match self {
+            Server::S3(server) => server.endpoint.clone(),
+            Server::Supabase(fake) => fake.origin(),
+        }
+    }
+
+    /// The provider's entry, its endpoint at the proxy.
+    fn entry(&self, proxy: &FaultProxy) -> String {
+        let url = &proxy.url;
+        let common = format!(
+            "limits = {{ timeout_secs = {TIMEOUT_SECS} }}\n\
+             retry = {{ max_retries = 3, base_delay_ms = 50, max_delay_ms = 200, max_retry_after_ms = 2000 }}\n"
+        );
+        match self {
+            Server::S3(_) => format!(
+                r#"
+[providers.s3]
+plugin = "s3"
+allowed_hosts = ["{url}"]
+secrets = {{ access_key_id = "{KEY_ID_ENV}", secret_access_key = "{SECRET_ENV}" }}
+config = {{ endpoint = "{url}", region = "us-east-1", bucket = "{BUCKET}", prefix = "{PREFIX}", multipart_threshold = 5242880, part_size = 5242880 }}
+{common}"#
+            ),
+            Server::Supabase(_) => format!(
+                r#"
+[providers.supabase]
+plugin = "supabase"
+allowed_hosts = ["{url}"]
+secrets = {{ api_key = "{SUPABASE_KEY_ENV}" }}
+config = {{ base_url = "{url}{}", bucket = "{BUCKET}", prefix = "{PREFIX}" }}
+{common}"#,
+                supabase_fake::BASE_PATH
+            ),
+        }
+    }
+
+    /// The request an operation's fault goes on: its method and a part of
+    /// its target. `key` is the object's key.
+    fn faulted(&self, operation: Operation, key: &str) -> (&'static str, String) {
+        match (self, operation) {
+            (Server::S3(_), Operation::SmallUpload) => ("PUT", key.to_string()),
+            (Server::S3(_), Operation::LargeUpload) => ("PUT", "partNumber=2".into()),
+            (Server::S3(_), Operation::Download) => ("GET", key.to_string()),
+            (Server::S3(_), Operation::Stat) => ("HEAD", key.to_string()),
+            (Server::S3(_), Operation::List) => ("GET", "list-type=2".into()),
+            (Server::S3(_), Operation::Delete) => ("DELETE", key.to_string()),
+            (Server::Supabase(_), Operation::SmallUpload) => ("POST", format!("/object/{BUCKET}/{key}")),
+            (Server::Supabase(_), Operation::LargeUpload) => ("PATCH", "/upload/resumable/".into()),
+            (Server::Supabase(_), Operation::Download) => ("GET", format!("/object/{BUCKET}/{key}")),
+            (Server::Supabase(_), Operation::Stat) => ("GET", format!("/object/info/{BUCKET}/{key}")),
+            (Server::Supabase(_), Operation::List) => ("POST", "/object/list".into()),
+            (Server::Supabase(_), Operation::Delete) => ("DELETE", format!("/object/{BUCKET}/{key}")),
+        }
+    }
+
+    /// The keys under the prefix, as the server itself lists them.
+    async fn stored_keys(&self) -> BTreeSet<String> {
+        let keys = match self {
+            Server::S3(server) => server.list_keys(BUCKET, PREFIX).await,
+            Server::Supabase(fake) => fake.keys(BUCKET),
+        };
+        keys.into_iter().filter(|key| key.starts_with(PREFIX)).collect()
+    }
+
+    /// Uploads begun and never finished, if the server keeps any in view.
+    async fn pending_uploads(&self) -> Option<String> {
+        match self {
+            Server::S3(server) => Some(server.pending_uploads(BUCKET).await).filter(|p| p.contains("<Upload>")),
+            Server::Supabase(_) => None,
+        }
+    }
+
+    fn large_size(&self) -> usize {
+        match self {
+            // Three parts of 5 MiB (the least S3 accepts), the last short.
+            Server::S3(_) => 11 * MIB,
+            // Two TUS chunks (6 MiB each but the last) past the 6 MiB threshold.
+            Server::Supabase(_) => 7 * MIB,
+        }
+    }
+}
+
+fn to(provider: &str) -> UploadOptions {
+    UploadOptions { provider: Some(provider.into()), ..UploadOptions::default() }
 }
 
 /// Content unique to one cell, so that every cell has keys of its own.
@@ -102,32 +190,37 @@ struct Outcome {
 async fn run_cell(
     gateway: &Caller,
     scratch: &Scratch,
-    proxy: &FaultProxy,
+    (server, proxy): (&Server, &FaultProxy),
     cell: usize,
     operation: Operation,
     fault: Fault,
 ) -> Result<(), String> {
+    let provider = server.provider();
+    let on = |key: &str| {
+        let (method, target) = server.faulted(operation, key);
+        proxy.once(method, &target, fault);
+    };
     let small = content(cell, 8 * 1024);
     let key_of = |bytes: &[u8]| format!("{PREFIX}{}", common::sha256_hex(bytes));
     let error = |e: wharf::gateway::GatewayError| e.to_string();
     match operation {
         Operation::SmallUpload => {
-            proxy.once("PUT", &key_of(&small), fault);
+            on(&key_of(&small));
             let path = scratch.write(&format!("small-{cell}.bin"), &small);
-            gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
+            gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
         }
-        Operation::MultipartUpload => {
-            let large = content(cell, 11 * MIB);
-            proxy.once("PUT", "partNumber=2", fault);
+        Operation::LargeUpload => {
+            let large = content(cell, server.large_size());
+            on(&key_of(&large));
             let path = scratch.write(&format!("large-{cell}.bin"), &large);
-            gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
+            gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
         }
         Operation::Download => {
             let path = scratch.write(&format!("down-{cell}.bin"), &small);
-            let up = gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
-            proxy.once("GET", &key_of(&small), fault);
+            let up = gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
+            on(&key_of(&small));
             let destination = scratch.work().join(format!("back-{cell}.bin"));
-            let result = gateway.download(&up.id, Some(&destination), Some("s3")).await;
+            let result = gateway.download(&up.id, Some(&destination), Some(provider)).await;
             match result {
                 Ok(_) => {
                     let back = std::fs::read(&destination).map_err(|e| e.to_string())?;
@@ -141,8 +234,8 @@ async fn run_cell(
         }
         Operation::Stat => {
             let path = scratch.write(&format!("stat-{cell}.bin"), &small);
-            let up = gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
-            proxy.once("HEAD", &key_of(&small), fault);
+            let up = gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
+            on(&key_of(&small));
             let info = gateway.info(&up.id).await.map_err(error)?;
             match (info.remote, info.remote_error) {
                 (Some(remote), _) if remote.size == Some(small.len() as u64) => {}
@@ -152,17 +245,17 @@ async fn run_cell(
         }
         Operation::List => {
             let path = scratch.write(&format!("list-{cell}.bin"), &small);
-            gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
-            proxy.once("GET", "list-type=2", fault);
-            let listed = gateway.list_remote(Some("s3")).await.map_err(error)?;
+            gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
+            on(&key_of(&small));
+            let listed = gateway.list_remote(Some(provider)).await.map_err(error)?;
             if !listed.iter().any(|item| item.remote_id == key_of(&small)) {
                 return Err(format!("the listing of {} objects lacks the one just stored", listed.len()));
             }
         }
         Operation::Delete => {
             let path = scratch.write(&format!("delete-{cell}.bin"), &small);
-            let up = gateway.upload(Source::Path(path), &to_s3()).await.map_err(error)?;
-            proxy.once("DELETE", &key_of(&small), fault);
+            let up = gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
+            on(&key_of(&small));
             gateway.remove(&up.id, false).await.map_err(error)?;
         }
     }
@@ -178,34 +271,34 @@ fn partial_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The catalog's records at s3 and the server's objects under the prefix
-/// must name the same keys, and no multipart upload may be left pending.
-async fn check_consistency(gateway: &Caller, server: &S3Server) -> Result<(), String> {
-    let recorded: BTreeSet<String> = records(gateway, Some("s3")).await.into_iter().map(|r| r.remote_id).collect();
-    let stored: BTreeSet<String> = server.list_keys(BUCKET, PREFIX).await.into_iter().collect();
+/// The catalog's records at the provider and the server's objects under
+/// the prefix must name the same keys, and no upload may be left pending.
+async fn check_consistency(gateway: &Caller, server: &Server) -> Result<(), String> {
+    let recorded: BTreeSet<String> =
+        records(gateway, Some(server.provider())).await.into_iter().map(|r| r.remote_id).collect();
+    let stored = server.stored_keys().await;
     if recorded != stored {
         let orphans: Vec<_> = stored.difference(&recorded).collect();
         let missing: Vec<_> = recorded.difference(&stored).collect();
         return Err(format!("objects without records: {orphans:?}; records without objects: {missing:?}"));
     }
-    let pending = server.pending_uploads(BUCKET).await;
-    if pending.contains("<Upload>") {
-        return Err(format!("multipart uploads left pending: {pending}"));
+    if let Some(pending) = server.pending_uploads().await {
+        return Err(format!("uploads left pending: {pending}"));
     }
     Ok(())
 }
 
-fn print_table(rows: &[(Operation, Vec<(Fault, Outcome)>)]) {
+fn print_table(rows: &[(String, Vec<(Fault, Outcome)>)]) {
     let width = 12;
-    let mut out = format!("\n{:<18}", "operation \\ fault");
+    let mut out = format!("\n{:<32}", "provider: operation \\ fault");
     for fault in Fault::ALL {
         out.push_str(&format!("| {:<width$}", fault.label()));
     }
     out.push('\n');
-    out.push_str(&"-".repeat(18 + Fault::ALL.len() * (width + 2)));
+    out.push_str(&"-".repeat(32 + Fault::ALL.len() * (width + 2)));
     out.push('\n');
-    for (operation, cells) in rows {
-        out.push_str(&format!("{:<18}", operation.label()));
+    for (row, cells) in rows {
+        out.push_str(&format!("{row:<32}"));
         for (_, outcome) in cells {
             let verdict = match outcome.result {
                 Ok(()) => "ok",
@@ -225,57 +318,59 @@ async fn every_operation_survives_every_single_fault() {
     unsafe {
         std::env::set_var(KEY_ID_ENV, ACCESS_KEY_ID);
         std::env::set_var(SECRET_ENV, SECRET_ACCESS_KEY);
+        std::env::set_var(SUPABASE_KEY_ENV, SUPABASE_KEY);
     }
-    let server = S3Server::start().await;
-    server.create_bucket(BUCKET).await;
-    let proxy = FaultProxy::start(&server.endpoint);
+    let s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET).await;
+    let supabase = FakeSupabase::start(SUPABASE_KEY, &[(BUCKET, BucketLimits::default())]).await;
+    let servers = [Server::S3(s3), Server::Supabase(supabase)];
+    let proxies: Vec<FaultProxy> = servers.iter().map(|server| FaultProxy::start(&server.upstream())).collect();
     let scratch = Scratch::new();
-    let gateway = scratch.gateway(&provider(&proxy.url)).await;
+    let entries: String = servers.iter().zip(&proxies).map(|(server, proxy)| server.entry(proxy)).collect();
+    let gateway = scratch.gateway(&entries).await;
 
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     let mut cell = 0;
-    for operation in Operation::ALL {
-        let mut cells = Vec::new();
-        for fault in Fault::ALL {
-            cell += 1;
-            proxy.reset();
-            let started = Instant::now();
-            let run = run_cell(&gateway, &scratch, &proxy, cell, operation, fault);
-            let mut result = match tokio::time::timeout(CELL_LIMIT, run).await {
-                Ok(result) => result,
-                Err(_) => Err(format!("still running after {CELL_LIMIT:?}")),
-            };
-            let elapsed = started.elapsed();
-            let unused = proxy.unused();
-            if result.is_ok() && !unused.is_empty() {
-                result = Err(format!("the fault was never injected: {unused:?}; exchanges: {:?}", proxy.log()));
-            }
-            let cut = matches!(fault, Fault::ResetMidBody | Fault::ShortBody | Fault::NeverEnds);
-            if result.is_ok() && matches!(operation, Operation::Download) && cut {
-                let resumed = proxy.log().iter().any(|exchange| exchange.contains("range=bytes="));
-                if !resumed {
-                    result = Err(format!("a cut download did not resume with a ranged read: {:?}", proxy.log()));
+    for (server, proxy) in servers.iter().zip(&proxies) {
+        for operation in Operation::ALL {
+            let row = format!("{}: {}", server.provider(), operation.label());
+            let mut cells = Vec::new();
+            for fault in Fault::ALL {
+                cell += 1;
+                proxy.reset();
+                let started = Instant::now();
+                let run = run_cell(&gateway, &scratch, (server, proxy), cell, operation, fault);
+                let mut result = match tokio::time::timeout(CELL_LIMIT, run).await {
+                    Ok(result) => result,
+                    Err(_) => Err(format!("still running after {CELL_LIMIT:?}")),
+                };
+                let elapsed = started.elapsed();
+                let unused = proxy.unused();
+                if result.is_ok() && !unused.is_empty() {
+                    result = Err(format!("the fault was never injected: {unused:?}; exchanges: {:?}", proxy.log()));
                 }
+                let cut = matches!(fault, Fault::ResetMidBody | Fault::ShortBody | Fault::NeverEnds);
+                if result.is_ok() && matches!(operation, Operation::Download) && cut {
+                    let resumed = proxy.log().iter().any(|exchange| exchange.contains("range=bytes="));
+                    if !resumed {
+                        result = Err(format!("a cut download did not resume with a ranged read: {:?}", proxy.log()));
+                    }
+                }
+                let leftovers = partial_files(&scratch.work());
+                if !leftovers.is_empty() {
+                    result = Err(format!("partial files left in the sandbox: {leftovers:?}"));
+                }
+                if let Err(e) = check_consistency(&gateway, server).await {
+                    result = Err(e);
+                }
+                if let Err(e) = &result {
+                    failures.push(format!("{row} × {}: {e}\n    exchanges: {:?}", fault.label(), proxy.log()));
+                }
+                cells.push((fault, Outcome { result, elapsed }));
             }
-            let leftovers = partial_files(&scratch.work());
-            if !leftovers.is_empty() {
-                result = Err(format!("partial files left in the sandbox: {leftovers:?}"));
-            }
-            if let Err(e) = check_consistency(&gateway, &server).await {
-                result = Err(e);
-            }
-            if let Err(e) = &result {
-                failures.push(format!(
-                    "{} × {}: {e}\n    exchanges: {:?}",
-                    operation.label(),
-                    fault.label(),
-                    proxy.log()
-                ));
-            }
-            cells.push((fault, Outcome { result, elapsed }));
+            rows.push((row, cells));
         }
-        rows.push((operation, cells));
     }
     print_table(&rows);
     assert!(failures.is_empty(), "{} cells failed:\n{}", failures.len(), failures.join("\n"));

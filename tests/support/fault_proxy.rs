@@ -229,6 +229,7 @@ async fn exchange(
     upstream: &str,
     script: &Mutex<Script>,
 ) -> std::io::Result<()> {
+    let proxy_url = format!("http://{}", socket.local_addr()?);
     let mut reader = BufReader::new(socket);
     let Some(request) = read_request(&mut reader).await? else { return Ok(()) };
     let fault = {
@@ -265,6 +266,9 @@ async fn exchange(
     let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
     let is_head = request.method == "HEAD";
     for (name, value) in &headers {
+        // Absolute locations (a TUS upload's URL) point back through the proxy.
+        let proxied = (name == "location").then(|| value.replace(upstream, &proxy_url));
+        let value = proxied.as_ref().unwrap_or(value);
         // A HEAD answer keeps the length of the body it does not carry.
         if name == "transfer-encoding" || name == "connection" || (name == "content-length" && !is_head) {
             continue;

@@ -171,22 +171,12 @@ impl Gateway {
             report.partial.push(format!("{provider}: its adapter can neither list nor stat objects"));
         }
         for remote_id in &missing {
-            let records = &objects[remote_id];
-            let repair = match options.repair {
-                true => Some(self.mend(&adapter, records, CopyState::Gone).await?),
-                false => None,
-            };
-            report.findings.push(Finding {
-                kind: "record-without-object",
-                provider: Some(provider.to_string()),
-                records: records.iter().map(|r| r.id.clone()).collect(),
-                object: remote_id.clone(),
-                detail: format!("{provider} no longer holds it"),
-                repair,
-            });
+            let detail = format!("{provider} no longer holds it");
+            let finding = self.bad_copy(&adapter, &objects[remote_id], CopyState::Gone, detail, options.repair).await?;
+            report.findings.push(finding);
         }
         if options.verify && caps.download == DownloadSupport::Original {
-            for (remote_id, records) in objects.iter().filter(|(id, r)| any_present(r) && !missing.contains(*id)) {
+            for (_, records) in objects.iter().filter(|(id, r)| any_present(r) && !missing.contains(*id)) {
                 let record = &records[0];
                 if !record.verified {
                     continue;
@@ -205,21 +195,35 @@ impl Gateway {
                     }
                 }
                 let Some(detail) = detail else { continue };
-                let repair = match options.repair {
-                    true => Some(self.mend(&adapter, records, CopyState::Corrupt).await?),
-                    false => None,
-                };
-                report.findings.push(Finding {
-                    kind: "corrupt-copy",
-                    provider: Some(provider.to_string()),
-                    records: records.iter().map(|r| r.id.clone()).collect(),
-                    object: remote_id.clone(),
-                    detail,
-                    repair,
-                });
+                let finding = self.bad_copy(&adapter, records, CopyState::Corrupt, detail, options.repair).await?;
+                report.findings.push(finding);
             }
         }
         Ok(())
+    }
+
+    /// A copy lost (`Gone`) or damaged (`Corrupt`): reported, and mended
+    /// when repairing.
+    async fn bad_copy(
+        &self,
+        adapter: &Adapter,
+        records: &[ObjectRecord],
+        state: CopyState,
+        detail: String,
+        repair: bool,
+    ) -> Result<Finding, GatewayError> {
+        let repair = match repair {
+            true => Some(self.mend(adapter, records, state).await?),
+            false => None,
+        };
+        Ok(Finding {
+            kind: if state == CopyState::Gone { "record-without-object" } else { "corrupt-copy" },
+            provider: Some(adapter.name().to_string()),
+            records: records.iter().map(|r| r.id.clone()).collect(),
+            object: records[0].remote_id.clone(),
+            detail,
+            repair,
+        })
     }
 
     /// An object no record names; removed when repairing, unless an upload

@@ -383,10 +383,17 @@ impl Runtime {
     }
 }
 
+/// The longest a connection may stay silent, whatever the call's limit.
+const MAX_STALL: Duration = Duration::from_secs(120);
+
 /// How long a connection may stay silent: a third of the call's time limit,
-/// at least a second and at most two minutes.
+/// at most [`MAX_STALL`]. Under a limit of three seconds a stall could not
+/// be told from the limit itself; the limit then ends the call first.
 fn stall_timeout(call_limit: Duration) -> Duration {
-    (call_limit / 3).clamp(Duration::from_secs(1), Duration::from_secs(120))
+    match call_limit / 3 {
+        third if third < Duration::from_secs(1) => MAX_STALL,
+        third => third.min(MAX_STALL),
+    }
 }
 
 fn placeholder_capabilities() -> Capabilities {

@@ -127,8 +127,9 @@ pub fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
         metadata["purpose"] = json!(purpose);
     }
     let metadata = metadata.to_string();
-    if req.size > config.tus_threshold {
-        tus_upload(config, &req.content, &key, &req.mime, req.size, &metadata)?;
+    let (sha256, size) = (req.sha256.clone(), req.size);
+    let sent = if req.size > config.tus_threshold {
+        tus_upload(config, &req.content, &key, &req.mime, req.size, &metadata)
     } else {
         let mut headers = headers(config);
         headers.push(("content-type".into(), req.mime.clone()));
@@ -137,7 +138,14 @@ pub fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
             headers.push(("x-upsert".into(), "true".into()));
         }
         let what = format!("upload of {}/{key}", config.bucket);
-        call("POST", object_url(config, "", &key), headers, RequestBody::Body(req.content), &what)?;
+        call("POST", object_url(config, "", &key), headers, RequestBody::Body(req.content), &what).map(|_| ())
+    };
+    match sent {
+        Ok(()) => {}
+        // A retry after a lost answer finds what the first attempt stored:
+        // the same bytes under the same key are the upload done.
+        Err(e) if e.status == Some(409) && already_stored(config, &key, &sha256, size) => {}
+        Err(e) => return Err(e),
     }
     Ok(ObjectInfo {
         remote_id: key,
@@ -149,6 +157,15 @@ pub fn upload(req: UploadRequest) -> Result<ObjectInfo, ProviderError> {
         created_at: None,
         expires_at: None,
     })
+}
+
+/// Whether the object at `key` is this upload's content: Wharf's metadata
+/// on it names the same SHA-256, and the size matches. Bytes someone else
+/// put there carry no such digest, and stay refused.
+fn already_stored(config: &Config, key: &str, sha256: &str, size: u64) -> bool {
+    let Ok(info) = fetch_info(config, key) else { return false };
+    let digest = info.user().and_then(|user| user.get("sha256")).and_then(Value::as_str);
+    digest == Some(sha256) && info.size() == Some(size)
 }
 
 /// Why a chunk did not land.
@@ -355,22 +372,35 @@ struct Info {
     user_metadata: Option<Value>,
 }
 
+impl Info {
+    /// The user metadata: ours when it carries the digest we put there; else Supabase's own.
+    fn user(&self) -> Option<&Value> {
+        self.user_metadata.as_ref().or(self.metadata.as_ref().filter(|m| m.get("sha256").is_some()))
+    }
+
+    fn size(&self) -> Option<u64> {
+        self.size.or_else(|| self.metadata.as_ref()?.get("size")?.as_u64())
+    }
+}
+
+fn fetch_info(config: &Config, key: &str) -> Result<Info, ProviderError> {
+    let what = format!("stat of {}/{key}", config.bucket);
+    call("GET", object_url(config, "info/", key), headers(config), RequestBody::Empty, &what)?.json()
+}
+
 pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {
     let config = CONFIG.get()?;
     let key = key_of(remote_id)?;
-    let what = format!("stat of {}/{key}", config.bucket);
-    let info: Info =
-        call("GET", object_url(config, "info/", key), headers(config), RequestBody::Empty, &what)?.json()?;
-    let system = info.metadata.as_ref();
-    // Ours when it carries the digest we put there; else Supabase's own.
-    let user = info.user_metadata.as_ref().or(system.filter(|m| m.get("sha256").is_some()));
+    let info = fetch_info(config, key)?;
+    let (user, size) = (info.user().cloned(), info.size());
+    let (system, user) = (info.metadata.as_ref(), user.as_ref());
     let text = |value: Option<&Value>, field: &str| {
         value.and_then(|v| v.get(field)).and_then(Value::as_str).map(str::to_string)
     };
     Ok(ObjectInfo {
         remote_id: key.to_string(),
         name: text(user, "name").or(info.name.filter(|n| n != key)),
-        size: info.size.or_else(|| system.and_then(|m| m.get("size")).and_then(Value::as_u64)),
+        size,
         sha256: sha256_of(config, key).or_else(|| text(user, "sha256").filter(|s| is_sha256(s))),
         mime: info.content_type.or_else(|| text(system, "mimetype")),
         purpose: text(user, "purpose"),
