@@ -7,17 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Scratch, pattern, sha256_hex};
-
-fn wharf(scratch: &Scratch, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .arg("--config")
-        .arg(scratch.config_path())
-        .args(args)
-        .current_dir(scratch.work())
-        .output()
-        .expect("running wharf")
-}
+use common::{Scratch, pattern, sha256_hex, wharf};
 
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
