@@ -519,6 +519,7 @@ async fn stats_count_files_transfers_and_failures(catalog: Arc<dyn Catalog>) {
     assert_eq!((stats.downloads.get("cache"), stats.downloads.get("provider")), (Some(&2), Some(&1)));
     assert_eq!(stats.bytes_downloaded, 30);
     assert_eq!(stats.most_downloaded.first().map(|f| (f.id.as_str(), f.downloads)), Some(("wf_1", 3)));
+    assert_eq!(catalog.holdings(Some("alice")).await.unwrap(), stats.providers, "the same count on its own");
     let everyone = catalog.stats(None, 0).await.unwrap();
     assert_eq!((everyone.providers.len(), everyone.uploads, everyone.bytes_uploaded), (2, 3, 116));
 }

@@ -454,6 +454,9 @@ pub trait Catalog: Send + Sync {
     async fn record_download(&self, download: &DownloadRecord) -> Result<(), CatalogError>;
     async fn downloads(&self, object_id: &str) -> Result<Vec<DownloadRecord>, CatalogError>;
     async fn record_event(&self, event: &Event) -> Result<(), CatalogError>;
+    /// Present records and their bytes per provider, of `principal` (every
+    /// principal's for `None`): the part of the statistics `/metrics` reads.
+    async fn holdings(&self, principal: Option<&str>) -> Result<BTreeMap<String, ProviderStats>, CatalogError>;
     /// The figures of `wharf stats`: records of `principal` (every
     /// principal's for `None`), activity at or after `since`.
     async fn stats(&self, principal: Option<&str>, since: i64) -> Result<Stats, CatalogError>;

@@ -7,6 +7,7 @@
 //! for now (`NoTls`: loopback or a private network; the config refuses
 //! `sslmode=require` rather than silently ignoring it).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -618,9 +619,8 @@ impl Catalog for PostgresCatalog {
         .await
     }
 
-    async fn stats(&self, principal: Option<&str>, since: i64) -> Result<Stats, CatalogError> {
-        self.run("gathering statistics", async {
-            let mut stats = Stats::default();
+    async fn holdings(&self, principal: Option<&str>) -> Result<BTreeMap<String, ProviderStats>, CatalogError> {
+        self.run("counting files per provider", async {
             let rows = self
                 .query(
                     "SELECT provider, count(*), coalesce(sum(size), 0)::bigint FROM objects
@@ -628,11 +628,20 @@ impl Catalog for PostgresCatalog {
                     &[&principal],
                 )
                 .await?;
-            for row in rows {
-                let files: i64 = row.try_get(1)?;
-                let bytes: i64 = row.try_get(2)?;
-                stats.providers.insert(row.try_get(0)?, ProviderStats { files: files as u64, bytes: bytes as u64 });
-            }
+            rows.iter()
+                .map(|row| {
+                    let (files, bytes): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
+                    Ok((row.try_get(0)?, ProviderStats { files: files as u64, bytes: bytes as u64 }))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn stats(&self, principal: Option<&str>, since: i64) -> Result<Stats, CatalogError> {
+        let providers = self.holdings(principal).await?;
+        self.run("gathering statistics", async {
+            let mut stats = Stats { providers, ..Stats::default() };
             let rows = self
                 .query(
                     "SELECT kind, detail, count(*), coalesce(sum(bytes), 0)::bigint FROM events

@@ -1,5 +1,6 @@
 //! The embedded catalog: one SQLite file in the data directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -515,19 +516,24 @@ impl Catalog for SqliteCatalog {
         .map(drop)
     }
 
-    async fn stats(&self, principal: Option<&str>, since: i64) -> Result<Stats, CatalogError> {
+    async fn holdings(&self, principal: Option<&str>) -> Result<BTreeMap<String, ProviderStats>, CatalogError> {
         self.with(|conn| {
-            let mut stats = Stats::default();
             let mut stmt = conn.prepare_cached(
                 "SELECT provider, count(*), coalesce(sum(size), 0) FROM objects
                  WHERE state = 'present' AND (?1 IS NULL OR principal = ?1) GROUP BY provider",
             )?;
-            for row in
-                stmt.query_map(params![principal], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?
-            {
-                let (provider, files, bytes): (String, i64, i64) = row?;
-                stats.providers.insert(provider, ProviderStats { files: files as u64, bytes: bytes as u64 });
-            }
+            stmt.query_map(params![principal], |r| {
+                let (files, bytes): (i64, i64) = (r.get(1)?, r.get(2)?);
+                Ok((r.get(0)?, ProviderStats { files: files as u64, bytes: bytes as u64 }))
+            })?
+            .collect()
+        })
+    }
+
+    async fn stats(&self, principal: Option<&str>, since: i64) -> Result<Stats, CatalogError> {
+        let providers = self.holdings(principal).await?;
+        self.with(|conn| {
+            let mut stats = Stats { providers, ..Stats::default() };
             let mut stmt = conn.prepare_cached(
                 "SELECT kind, detail, count(*), coalesce(sum(bytes), 0) FROM events
                  WHERE at >= ?2 AND (?1 IS NULL OR principal = ?1) GROUP BY kind, detail",

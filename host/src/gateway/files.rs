@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Caller, GatewayError};
-use crate::catalog::{CopyState, DownloadRecord, MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord, Stats};
+use crate::catalog::{
+    CopyState, DownloadRecord, MetadataUpdate, ObjectPage, ObjectQuery, ObjectRecord, ProviderStats, Stats,
+};
 use crate::runtime::{ErrorKind, ObjectInfo};
 use crate::validation::names::{self, MAX_NAME_BYTES};
 
@@ -256,5 +258,11 @@ impl Caller {
     /// the epoch; all of it when `None`).
     pub async fn stats(&self, since: Option<i64>) -> Result<Stats, GatewayError> {
         Ok(self.catalog.stats(self.principal.scope().as_deref(), since.unwrap_or(0)).await?)
+    }
+
+    /// The caller's present files and bytes per provider: what `/metrics`
+    /// reports at each scrape, without the activity that `stats` adds up.
+    pub async fn holdings(&self) -> Result<BTreeMap<String, ProviderStats>, GatewayError> {
+        Ok(self.catalog.holdings(self.principal.scope().as_deref()).await?)
     }
 }

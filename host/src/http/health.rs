@@ -29,9 +29,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             // What the catalog holds is shared by every host: read it at
             // scrape time rather than counting in one process.
             let everyone = state.gateway.caller(Principal { name: "metrics".into(), admin: true });
-            match everyone.stats(None).await {
-                Ok(stats) => {
-                    for (provider, held) in stats.providers {
+            match everyone.holdings().await {
+                Ok(holdings) => {
+                    for (provider, held) in holdings {
                         metrics::gauge!("wharf_files", "provider" => provider.clone()).set(held.files as f64);
                         metrics::gauge!("wharf_file_bytes", "provider" => provider).set(held.bytes as f64);
                     }
