@@ -1,15 +1,21 @@
 //! Faults on the wire: each operation against the real S3 server (SeaweedFS)
-//! and the Supabase fake, through the fault proxy, once per fault. Every cell must end in success
+//! and the Supabase, Kimi and GLM fakes, through the fault proxy, once per
+//! fault. Every cell must end in success
 //! after retry, or in a clear error within the configured limits; never a
 //! partial file at a destination, never a record without its object nor an
 //! object without its record (checked by listing the server afterwards),
 //! never a hang. The test prints the matrix as a table.
 //!
 //! Needs `weed` from tests/requirements.txt; `scripts/test` installs it.
+//! `WHARF_FAULT_PROVIDERS=kimi,glm` runs the rows of those providers only.
 
 mod common;
 #[path = "support/fault_proxy.rs"]
 mod fault_proxy;
+#[path = "support/glm_fake.rs"]
+mod glm_fake;
+#[path = "support/kimi_fake.rs"]
+mod kimi_fake;
 #[path = "support/s3_server.rs"]
 mod s3_server;
 #[path = "support/supabase_fake.rs"]
@@ -21,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use common::{Scratch, pattern, records};
 use fault_proxy::{Fault, FaultProxy};
+use glm_fake::FakeGlm;
+use kimi_fake::FakeKimi;
 use s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
 use supabase_fake::{BucketLimits, FakeSupabase};
 use wharf::gateway::{Caller, Source, UploadOptions};
@@ -31,6 +39,9 @@ const KEY_ID_ENV: &str = "WHARF_TEST_S3_ACCESS_KEY_ID";
 const SECRET_ENV: &str = "WHARF_TEST_S3_SECRET_ACCESS_KEY";
 const SUPABASE_KEY_ENV: &str = "WHARF_TEST_SUPABASE_KEY";
 const SUPABASE_KEY: &str = "eyJ-test-service-role-key";
+const KIMI_KEY_ENV: &str = "WHARF_TEST_KIMI_KEY";
+const KIMI_KEY: &str = "sk-test-kimi-key";
+const GLM_KEY_ENV: &str = "WHARF_TEST_GLM_KEY";
 const MIB: usize = 1 << 20;
 /// The adapter's time limit per call; a stalled connection is given up well within it.
 const TIMEOUT_SECS: u64 = 9;
@@ -75,6 +86,8 @@ impl Operation {
 enum Server {
     S3(S3Server),
     Supabase(FakeSupabase),
+    Kimi(FakeKimi),
+    Glm(FakeGlm),
 }
 
 impl Server {
@@ -82,6 +95,8 @@ impl Server {
         match self {
             Server::S3(_) => "s3",
             Server::Supabase(_) => "supabase",
+            Server::Kimi(_) => "kimi",
+            Server::Glm(_) => "glm",
         }
     }
 
@@ -89,43 +104,57 @@ impl Server {
         match self {
             Server::S3(server) => server.endpoint.clone(),
             Server::Supabase(fake) => fake.origin(),
+            Server::Kimi(fake) => fake.origin(),
+            Server::Glm(fake) => fake.origin(),
         }
+    }
+
+    /// Kimi and GLM name their files themselves and give back only derived
+    /// content, which no digest covers; Wharf keeps the originals in its cache.
+    fn derived_only(&self) -> bool {
+        matches!(self, Server::Kimi(_) | Server::Glm(_))
     }
 
     /// The provider's entry, its endpoint at the proxy.
     fn entry(&self, proxy: &FaultProxy) -> String {
         let url = &proxy.url;
         let common = format!(
-            "limits = {{ timeout_secs = {TIMEOUT_SECS} }}\n\
+            "allowed_hosts = [\"{url}\"]\n\
+             limits = {{ timeout_secs = {TIMEOUT_SECS} }}\n\
              retry = {{ max_retries = 3, base_delay_ms = 50, max_delay_ms = 200, max_retry_after_ms = 2000 }}\n"
         );
-        match self {
-            Server::S3(_) => format!(
-                r#"
-[providers.s3]
-plugin = "s3"
-allowed_hosts = ["{url}"]
-secrets = {{ access_key_id = "{KEY_ID_ENV}", secret_access_key = "{SECRET_ENV}" }}
-config = {{ endpoint = "{url}", region = "us-east-1", bucket = "{BUCKET}", prefix = "{PREFIX}", multipart_threshold = 5242880, part_size = 5242880 }}
-{common}"#
+        let (plugin, secrets, config) = match self {
+            Server::S3(_) => (
+                "s3",
+                format!("access_key_id = \"{KEY_ID_ENV}\", secret_access_key = \"{SECRET_ENV}\""),
+                format!(
+                    "endpoint = \"{url}\", region = \"us-east-1\", bucket = \"{BUCKET}\", prefix = \"{PREFIX}\", \
+                     multipart_threshold = 5242880, part_size = 5242880"
+                ),
             ),
-            Server::Supabase(_) => format!(
-                r#"
-[providers.supabase]
-plugin = "supabase"
-allowed_hosts = ["{url}"]
-secrets = {{ api_key = "{SUPABASE_KEY_ENV}" }}
-config = {{ base_url = "{url}{}", bucket = "{BUCKET}", prefix = "{PREFIX}" }}
-{common}"#,
-                supabase_fake::BASE_PATH
+            Server::Supabase(_) => (
+                "supabase",
+                format!("api_key = \"{SUPABASE_KEY_ENV}\""),
+                format!(
+                    "base_url = \"{url}{}\", bucket = \"{BUCKET}\", prefix = \"{PREFIX}\"",
+                    supabase_fake::BASE_PATH
+                ),
             ),
-        }
+            Server::Kimi(_) => ("kimi", format!("api_key = \"{KIMI_KEY_ENV}\""), format!("base_url = \"{url}/v1\"")),
+            Server::Glm(_) => {
+                ("glm", format!("api_key = \"{GLM_KEY_ENV}\""), format!("base_url = \"{url}{}\"", glm_fake::BASE_PATH))
+            }
+        };
+        format!(
+            "\n[providers.{plugin}]\nplugin = \"{plugin}\"\nsecrets = {{ {secrets} }}\nconfig = {{ {config} }}\n{common}"
+        )
     }
 
     /// The request an operation's fault goes on: its method and a part of
-    /// its target. `key` is the object's key.
-    fn faulted(&self, operation: Operation, key: &str) -> (&'static str, String) {
-        match (self, operation) {
+    /// its target; `None` where the provider has no such operation. `key` is
+    /// the object's key at the provider (for Kimi and GLM, the id they gave).
+    fn faulted(&self, operation: Operation, key: &str) -> Option<(&'static str, String)> {
+        Some(match (self, operation) {
             (Server::S3(_), Operation::SmallUpload) => ("PUT", key.to_string()),
             (Server::S3(_), Operation::LargeUpload) => ("PUT", "partNumber=2".into()),
             (Server::S3(_), Operation::Download) => ("GET", key.to_string()),
@@ -138,23 +167,36 @@ config = {{ base_url = "{url}{}", bucket = "{BUCKET}", prefix = "{PREFIX}" }}
             (Server::Supabase(_), Operation::Stat) => ("GET", format!("/object/info/{BUCKET}/{key}")),
             (Server::Supabase(_), Operation::List) => ("POST", "/object/list".into()),
             (Server::Supabase(_), Operation::Delete) => ("DELETE", format!("/object/{BUCKET}/{key}")),
-        }
+            (Server::Kimi(_) | Server::Glm(_), Operation::LargeUpload) => return None,
+            (Server::Kimi(_) | Server::Glm(_), Operation::SmallUpload) => ("POST", "/files".into()),
+            (Server::Kimi(_) | Server::Glm(_), Operation::Download) => ("GET", format!("/files/{key}/content")),
+            (Server::Kimi(_), Operation::Stat) => ("GET", format!("/files/{key}")),
+            // GLM has no call for one file: stat finds it in its purpose's listing.
+            (Server::Glm(_), Operation::Stat) => ("GET", "/files?".into()),
+            (Server::Kimi(_), Operation::List) => ("GET", "/v1/files".into()),
+            (Server::Glm(_), Operation::List) => ("GET", "/files?".into()),
+            (Server::Kimi(_) | Server::Glm(_), Operation::Delete) => ("DELETE", format!("/files/{key}")),
+        })
     }
 
-    /// The keys under the prefix, as the server itself lists them.
+    /// The keys under the prefix (every file id, for Kimi and GLM), as the
+    /// server itself lists them.
     async fn stored_keys(&self) -> BTreeSet<String> {
-        let keys = match self {
-            Server::S3(server) => server.list_keys(BUCKET, PREFIX).await,
-            Server::Supabase(fake) => fake.keys(BUCKET),
-        };
-        keys.into_iter().filter(|key| key.starts_with(PREFIX)).collect()
+        match self {
+            Server::S3(server) => {
+                server.list_keys(BUCKET, PREFIX).await.into_iter().filter(|key| key.starts_with(PREFIX)).collect()
+            }
+            Server::Supabase(fake) => fake.keys(BUCKET).into_iter().filter(|key| key.starts_with(PREFIX)).collect(),
+            Server::Kimi(fake) => fake.files().into_iter().map(|file| file.id).collect(),
+            Server::Glm(fake) => fake.files().into_iter().map(|file| file.id).collect(),
+        }
     }
 
     /// Uploads begun and never finished, if the server keeps any in view.
     async fn pending_uploads(&self) -> Option<String> {
         match self {
             Server::S3(server) => Some(server.pending_uploads(BUCKET).await).filter(|p| p.contains("<Upload>")),
-            Server::Supabase(_) => None,
+            _ => None,
         }
     }
 
@@ -163,7 +205,15 @@ config = {{ base_url = "{url}{}", bucket = "{BUCKET}", prefix = "{PREFIX}" }}
             // Three parts of 5 MiB (the least S3 accepts), the last short.
             Server::S3(_) => 11 * MIB,
             // Two TUS chunks (6 MiB each but the last) past the 6 MiB threshold.
-            Server::Supabase(_) => 7 * MIB,
+            _ => 7 * MIB,
+        }
+    }
+
+    /// What the provider's derived content of `original` is.
+    fn derived(&self, original: &[u8]) -> Vec<u8> {
+        match self {
+            Server::Kimi(_) => kimi_fake::extracted_text(original).into_bytes(),
+            _ => original.to_vec(),
         }
     }
 }
@@ -179,10 +229,27 @@ fn content(cell: usize, size: usize) -> Vec<u8> {
     bytes
 }
 
+/// Text unique to one cell, for providers that answer with extracted text:
+/// letters only, so that the text they give back is as long as the file.
+fn text(cell: usize, size: usize) -> Vec<u8> {
+    let mut bytes = format!("cell {cell}\n").into_bytes();
+    bytes.extend((0..size - bytes.len()).map(|i| b'a' + (i % 26) as u8));
+    bytes
+}
+
+/// How a cell that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    Ok,
+    /// Derived content arrived altered, and Wharf said it was unverified:
+    /// the provider gives no digest that could catch it.
+    Unverifiable,
+}
+
 /// How one cell ended.
 struct Outcome {
-    /// `ok`, or the error.
-    result: Result<(), String>,
+    /// The verdict, or the error; `None` where the provider has no such operation.
+    result: Option<Result<Verdict, String>>,
     elapsed: Duration,
 }
 
@@ -194,38 +261,52 @@ async fn run_cell(
     cell: usize,
     operation: Operation,
     fault: Fault,
-) -> Result<(), String> {
+) -> Result<Verdict, String> {
     let provider = server.provider();
     let on = |key: &str| {
-        let (method, target) = server.faulted(operation, key);
+        let (method, target) = server.faulted(operation, key).expect("the operation exists at this provider");
         proxy.once(method, &target, fault);
     };
-    let small = content(cell, 8 * 1024);
+    let small = if server.derived_only() { text(cell, 8 * 1024) } else { content(cell, 8 * 1024) };
     let key_of = |bytes: &[u8]| format!("{PREFIX}{}", common::sha256_hex(bytes));
     let error = |e: wharf::gateway::GatewayError| e.to_string();
+    // `.csv`: a type every provider here takes for its default purpose.
+    let upload = |name: &str, bytes: &[u8]| {
+        let path = scratch.write(&format!("{name}-{cell}.csv"), bytes);
+        async move { gateway.upload(Source::Path(path), &to(provider)).await.map_err(error) }
+    };
     match operation {
         Operation::SmallUpload => {
             on(&key_of(&small));
-            let path = scratch.write(&format!("small-{cell}.bin"), &small);
-            gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
+            upload("small", &small).await?;
         }
         Operation::LargeUpload => {
             let large = content(cell, server.large_size());
             on(&key_of(&large));
-            let path = scratch.write(&format!("large-{cell}.bin"), &large);
-            gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
+            upload("large", &large).await?;
         }
         Operation::Download => {
-            let path = scratch.write(&format!("down-{cell}.bin"), &small);
-            let up = gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
-            on(&key_of(&small));
-            let destination = scratch.work().join(format!("back-{cell}.bin"));
-            let result = gateway.download(&up.id, Some(&destination), Some(provider)).await;
+            let up = upload("down", &small).await?;
+            on(&up.remote_id);
+            let destination = scratch.work().join(format!("back-{cell}.csv"));
+            let result = if server.derived_only() {
+                gateway.download_derived(&up.id, Some(&destination)).await
+            } else {
+                gateway.download(&up.id, Some(&destination), Some(provider)).await
+            };
             match result {
-                Ok(_) => {
+                Ok(downloaded) => {
                     let back = std::fs::read(&destination).map_err(|e| e.to_string())?;
-                    if back != small {
-                        return Err(format!("downloaded bytes differ ({} bytes)", back.len()));
+                    let expected = if server.derived_only() { server.derived(&small) } else { small.clone() };
+                    if back != expected {
+                        if !downloaded.verified && fault == Fault::FlippedBit {
+                            return Ok(Verdict::Unverifiable);
+                        }
+                        return Err(format!(
+                            "downloaded bytes differ ({} bytes, verified: {})",
+                            back.len(),
+                            downloaded.verified
+                        ));
                     }
                 }
                 Err(e) if destination.exists() => return Err(format!("failed ({e}) but left {destination:?}")),
@@ -233,9 +314,8 @@ async fn run_cell(
             }
         }
         Operation::Stat => {
-            let path = scratch.write(&format!("stat-{cell}.bin"), &small);
-            let up = gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
-            on(&key_of(&small));
+            let up = upload("stat", &small).await?;
+            on(&up.remote_id);
             let info = gateway.info(&up.id).await.map_err(error)?;
             match (info.remote, info.remote_error) {
                 (Some(remote), _) if remote.size == Some(small.len() as u64) => {}
@@ -244,22 +324,20 @@ async fn run_cell(
             }
         }
         Operation::List => {
-            let path = scratch.write(&format!("list-{cell}.bin"), &small);
-            gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
-            on(&key_of(&small));
+            let up = upload("list", &small).await?;
+            on(&up.remote_id);
             let listed = gateway.list_remote(Some(provider)).await.map_err(error)?;
-            if !listed.iter().any(|item| item.remote_id == key_of(&small)) {
+            if !listed.iter().any(|item| item.remote_id == up.remote_id) {
                 return Err(format!("the listing of {} objects lacks the one just stored", listed.len()));
             }
         }
         Operation::Delete => {
-            let path = scratch.write(&format!("delete-{cell}.bin"), &small);
-            let up = gateway.upload(Source::Path(path), &to(provider)).await.map_err(error)?;
-            on(&key_of(&small));
+            let up = upload("delete", &small).await?;
+            on(&up.remote_id);
             gateway.remove(&up.id, false).await.map_err(error)?;
         }
     }
-    Ok(())
+    Ok(Verdict::Ok)
 }
 
 /// Files in the sandbox that are not what a test wrote or a download completed.
@@ -300,11 +378,17 @@ fn print_table(rows: &[(String, Vec<(Fault, Outcome)>)]) {
     for (row, cells) in rows {
         out.push_str(&format!("{row:<32}"));
         for (_, outcome) in cells {
-            let verdict = match outcome.result {
-                Ok(()) => "ok",
-                Err(_) => "ERROR",
+            let text = match &outcome.result {
+                None => "n/a".to_string(),
+                Some(result) => {
+                    let verdict = match result {
+                        Ok(Verdict::Ok) => "ok",
+                        Ok(Verdict::Unverifiable) => "unverif",
+                        Err(_) => "ERROR",
+                    };
+                    format!("{verdict} {:.1}s", outcome.elapsed.as_secs_f64())
+                }
             };
-            let text = format!("{verdict} {:.1}s", outcome.elapsed.as_secs_f64());
             out.push_str(&format!("| {text:<width$}"));
         }
         out.push('\n');
@@ -319,11 +403,14 @@ async fn every_operation_survives_every_single_fault() {
         std::env::set_var(KEY_ID_ENV, ACCESS_KEY_ID);
         std::env::set_var(SECRET_ENV, SECRET_ACCESS_KEY);
         std::env::set_var(SUPABASE_KEY_ENV, SUPABASE_KEY);
+        std::env::set_var(KIMI_KEY_ENV, KIMI_KEY);
+        std::env::set_var(GLM_KEY_ENV, glm_fake::KEY);
     }
     let s3 = S3Server::start().await;
     s3.create_bucket(BUCKET).await;
     let supabase = FakeSupabase::start(SUPABASE_KEY, &[(BUCKET, BucketLimits::default())]).await;
-    let servers = [Server::S3(s3), Server::Supabase(supabase)];
+    let kimi = FakeKimi::start(KIMI_KEY).await;
+    let servers = [Server::S3(s3), Server::Supabase(supabase), Server::Kimi(kimi), Server::Glm(FakeGlm::start())];
     let proxies: Vec<FaultProxy> = servers.iter().map(|server| FaultProxy::start(&server.upstream())).collect();
     let scratch = Scratch::new();
     let entries: String = servers.iter().zip(&proxies).map(|(server, proxy)| server.entry(proxy)).collect();
@@ -332,12 +419,18 @@ async fn every_operation_survives_every_single_fault() {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     let mut cell = 0;
-    for (server, proxy) in servers.iter().zip(&proxies) {
+    let only = std::env::var("WHARF_FAULT_PROVIDERS").ok();
+    let chosen = |server: &Server| only.as_deref().is_none_or(|list| list.split(',').any(|p| p == server.provider()));
+    for (server, proxy) in servers.iter().zip(&proxies).filter(|(server, _)| chosen(server)) {
         for operation in Operation::ALL {
             let row = format!("{}: {}", server.provider(), operation.label());
             let mut cells = Vec::new();
             for fault in Fault::ALL {
                 cell += 1;
+                if server.faulted(operation, "").is_none() {
+                    cells.push((fault, Outcome { result: None, elapsed: Duration::ZERO }));
+                    continue;
+                }
                 proxy.reset();
                 let started = Instant::now();
                 let run = run_cell(&gateway, &scratch, (server, proxy), cell, operation, fault);
@@ -351,7 +444,8 @@ async fn every_operation_survives_every_single_fault() {
                     result = Err(format!("the fault was never injected: {unused:?}; exchanges: {:?}", proxy.log()));
                 }
                 let cut = matches!(fault, Fault::ResetMidBody | Fault::ShortBody | Fault::NeverEnds);
-                if result.is_ok() && matches!(operation, Operation::Download) && cut {
+                let ranged = !server.derived_only();
+                if result.is_ok() && matches!(operation, Operation::Download) && cut && ranged {
                     let resumed = proxy.log().iter().any(|exchange| exchange.contains("range=bytes="));
                     if !resumed {
                         result = Err(format!("a cut download did not resume with a ranged read: {:?}", proxy.log()));
@@ -367,7 +461,7 @@ async fn every_operation_survives_every_single_fault() {
                 if let Err(e) = &result {
                     failures.push(format!("{row} × {}: {e}\n    exchanges: {:?}", fault.label(), proxy.log()));
                 }
-                cells.push((fault, Outcome { result, elapsed }));
+                cells.push((fault, Outcome { result: Some(result), elapsed }));
             }
             rows.push((row, cells));
         }

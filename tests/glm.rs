@@ -81,11 +81,12 @@ async fn upload_stat_and_delete_go_through_the_files_api() {
     assert_eq!(stored.content_type.as_deref(), Some("application/pdf"));
     assert_eq!(stored.purpose, "file-extract", "the default purpose");
     let seen = fake.seen();
-    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen.len(), 3, "{seen:?}");
     assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("GET", "/files"), "the count check lists first");
     assert_eq!(seen[0].purpose.as_deref(), Some("file-extract"));
     assert_eq!((seen[1].method.as_str(), seen[1].path.as_str()), ("POST", "/files"));
     assert_eq!(seen[1].purpose.as_deref(), Some("file-extract"));
+    assert_eq!((seen[2].method.as_str(), seen[2].path.as_str()), ("GET", "/files"), "the id answered is confirmed");
 
     // Newer files push the upload onto the second page of its purpose.
     for i in 0..150 {

@@ -115,7 +115,8 @@ async fn upload_stat_list_content_and_delete() {
     assert_eq!(remote.size, Some(REPORT.len() as u64));
     assert_eq!(remote.purpose.as_deref(), Some("file-extract"));
     assert!(remote.created_at.is_some());
-    assert_eq!(fake.requests_to(Method::GET, &format!("/v1/files/{}", up.remote_id)).len(), 1);
+    // Once to confirm the id the upload answered, once for info.
+    assert_eq!(fake.requests_to(Method::GET, &format!("/v1/files/{}", up.remote_id)).len(), 2);
 
     let listed = gateway.list_remote(Some("kimi")).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -184,7 +185,7 @@ async fn list_pages_on_the_client_and_survives_changes_between_pages() {
     let (_runtime, adapter) = adapter(&scratch, &fake).await;
     let upload = async |name: &str| {
         let body = Body::Bytes(bytes::Bytes::from(format!("content of {name}")));
-        adapter.upload(body, name, "text/plain", "unused", None).await.unwrap().remote_id
+        adapter.upload(body, name, "text/plain", "unused", None).await.unwrap().info.remote_id
     };
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -286,7 +287,8 @@ async fn overload_and_server_errors_are_retried_then_succeed() {
     fake.script(Method::GET, &stat_path, 1, Fault::error(429, "engine_overloaded_error", "The engine is overloaded"));
     let info = gateway.info(&up.id).await.unwrap();
     assert_eq!(info.remote_error, None);
-    assert_eq!(fake.requests_to(Method::GET, &stat_path).len(), 2);
+    // The upload's confirmation, then info's 429 and its retry.
+    assert_eq!(fake.requests_to(Method::GET, &stat_path).len(), 3);
 }
 
 #[tokio::test]
@@ -490,7 +492,9 @@ async fn cli_download_returns_the_cached_original_and_derived_text_separately() 
     assert_eq!(std::fs::read(scratch.work().join("report.pdf")).unwrap(), REPORT, "the original is untouched");
 
     let seen: Vec<_> = fake.requests().into_iter().map(|s| format!("{} {}", s.method, s.path)).collect();
-    assert_eq!(seen, ["POST /v1/files".to_string(), format!("GET /v1/files/{remote_id}/content")]);
+    let expected =
+        ["POST /v1/files", &format!("GET /v1/files/{remote_id}"), &format!("GET /v1/files/{remote_id}/content")];
+    assert_eq!(seen, expected, "the upload, its confirmation, the derived text");
 }
 
 #[tokio::test]

@@ -75,7 +75,7 @@ async fn run() -> anyhow::Result<()> {
     let mut remote_id = String::new();
     for i in 0..LIST_FILES {
         let body = Body::Bytes(format!("file {i}").into_bytes().into());
-        remote_id = adapter.upload(body, &format!("f{i}.txt"), "text/plain", "unused", None).await?.remote_id;
+        remote_id = adapter.upload(body, &format!("f{i}.txt"), "text/plain", "unused", None).await?.info.remote_id;
     }
     let target = ObjectRef { remote_id, purpose: None };
     let mut stat = Vec::with_capacity(SAMPLES);

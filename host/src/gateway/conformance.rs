@@ -76,6 +76,7 @@ impl Gateway {
         let uploaded = adapter
             .upload(Body::Bytes(payload.clone()), &file_name, "text/csv", &sha256, None)
             .await
+            .map(|stored| stored.info)
             .map_err(|e| format!("{e}"));
         let info = match uploaded {
             Ok(info) => {

@@ -497,12 +497,36 @@ impl Caller {
         let name = format!("{}.derived.{extension}", object.name);
         let target = self.sandbox().destination(destination, &name)?;
         let started = Instant::now();
-        let copied = target.write(body, None, None).await.map_err(|source| GatewayError::Write {
+        let write_error = |source: WriteError| GatewayError::Write {
             id: object.id.clone(),
             provider: object.provider.clone(),
             destination: target.display.display().to_string(),
             source: Box::new(source),
-        })?;
+        };
+        // Derived content has no ranges: a cut stream starts over, under the retry policy.
+        let adapter = self.adapter(Some(&object.provider))?;
+        let mut partial = target.begin().map_err(write_error)?;
+        let (mut body, mut cuts) = (body, 0);
+        loop {
+            match partial.append(body, None).await {
+                Ok(()) => break,
+                Err(cut @ BodyError::Http(_)) => {
+                    cuts += 1;
+                    if !adapter.pause_before_retry(cuts).await {
+                        return Err(write_error(WriteError::Body(cut)));
+                    }
+                    tracing::warn!(
+                        "derived content of {} from {}: {cut}; fetching it again",
+                        object.id,
+                        object.provider
+                    );
+                    partial.clear().map_err(|e| write_error(e.into()))?;
+                    body = self.open_derived(&object).await?.0;
+                }
+                Err(other) => return Err(write_error(WriteError::Body(other))),
+            }
+        }
+        let copied = partial.commit().await.map_err(write_error)?;
         metrics::counter!("wharf_bytes_out_total", "provider" => object.provider.clone()).increment(copied.size);
         let served = Served { record: &object, copy: &object, source: "derived", bytes: copied.size, started };
         self.record_download(served, target.display.display().to_string()).await?;

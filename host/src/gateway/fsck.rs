@@ -305,7 +305,7 @@ impl Gateway {
             Err(e) => return Ok(format!("{marked}; re-fetching from {} failed: {e}", source.provider)),
         };
         let info = adapter.upload(Body::File(spooled), &record.name, &record.mime, &record.sha256, None).await;
-        match info {
+        match info.map(|stored| stored.info) {
             Ok(info) if info.remote_id == record.remote_id => {
                 for record in records {
                     self.catalog.set_state(&record.id, CopyState::Present).await?;

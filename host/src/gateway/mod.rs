@@ -135,6 +135,10 @@ pub enum GatewayError {
     Read(#[source] BodyError),
     #[error("{provider} returned derived content for {id} where the original was asked for")]
     NotOriginal { id: String, provider: String },
+    /// A provider that names files itself answered an upload with a file it
+    /// does not hold, twice.
+    #[error("{provider}: {detail}; sent twice, no copy confirmed")]
+    Unconfirmed { provider: String, detail: String },
     #[error("{id} from {provider}: SHA-256 mismatch: expected {expected}, received {actual}")]
     Corrupt { id: String, provider: String, expected: String, actual: String },
     #[error("{0}")]

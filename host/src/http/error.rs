@@ -101,7 +101,7 @@ impl From<GatewayError> for ApiError {
             E::ReferenceNotAllowed { .. } => StatusCode::FORBIDDEN,
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::Write { .. } | E::Read(_) | E::Input { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            E::NotOriginal { .. } | E::Corrupt { .. } => StatusCode::BAD_GATEWAY,
+            E::NotOriginal { .. } | E::Corrupt { .. } | E::Unconfirmed { .. } => StatusCode::BAD_GATEWAY,
             E::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             E::LinkUnavailable(_) => StatusCode::GONE,
             E::Changed { .. } => StatusCode::CONFLICT,

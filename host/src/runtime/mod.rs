@@ -71,6 +71,15 @@ pub struct Adapter {
 }
 
 /// Why an adapter call failed.
+/// What an upload stored, and in how many attempts. An attempt that failed
+/// after its request arrived may have left a copy of its own at a provider
+/// that names objects itself.
+#[derive(Debug)]
+pub struct Stored {
+    pub info: ObjectInfo,
+    pub attempts: u32,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The adapter answered with a classified provider failure.
@@ -621,9 +630,11 @@ impl Adapter {
         mime: &str,
         sha256: &str,
         purpose: Option<&str>,
-    ) -> Result<ObjectInfo, CallError> {
+    ) -> Result<Stored, CallError> {
         let size = content.size().unwrap_or(0);
+        let attempts = std::sync::atomic::AtomicU32::new(0);
         let attempt = |content: Body| {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let (name, mime, sha256) = (name.to_string(), mime.to_string(), sha256.to_string());
             let purpose = purpose.map(str::to_string);
             self.call("upload", move |store, instance| {
@@ -634,11 +645,13 @@ impl Adapter {
                 })
             })
         };
-        if content.try_clone().is_none() {
+        let info = if content.try_clone().is_none() {
             // A response stream can be sent only once: no retry is possible.
-            return attempt(content).await.map(|(info, _)| info);
-        }
-        self.retrying("upload", || attempt(content.try_clone().expect("checked above"))).await
+            attempt(content).await.map(|(info, _)| info)?
+        } else {
+            self.retrying("upload", || attempt(content.try_clone().expect("checked above"))).await?
+        };
+        Ok(Stored { info, attempts: attempts.into_inner() })
     }
 
     /// Fetches an object, or the byte range of it given: its bytes as a host

@@ -38,17 +38,18 @@ impl Response {
         Ok(String::from_utf8_lossy(&self.bytes()?).into_owned())
     }
 
-    /// Parses the body as JSON. A body that is not the expected JSON is the
-    /// provider breaking its contract, reported with the start of the body.
+    /// Parses the body as JSON, reporting one that is not the expected JSON
+    /// with the start of the body. A success answer that does not parse was
+    /// most likely damaged on the way (a proxy cut or garbled it), so it is
+    /// `unavailable` and retried; the retry policy bounds a provider that
+    /// keeps sending it.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ProviderError> {
         let bytes = self.bytes()?;
         serde_json::from_slice(&bytes).map_err(|e| {
             let start = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-            ProviderError::new(
-                ErrorKind::Other,
-                format!("unexpected response (HTTP {}): {e}; body starts: {start}", self.status),
-            )
-            .with_status(self.status)
+            let kind = if self.is_success() { ErrorKind::Unavailable } else { ErrorKind::Other };
+            ProviderError::new(kind, format!("unexpected response (HTTP {}): {e}; body starts: {start}", self.status))
+                .with_status(self.status)
         })
     }
 }

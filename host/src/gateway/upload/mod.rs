@@ -21,6 +21,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+mod own_ids;
+
 use super::{Caller, Gateway, GatewayError, new_id, now};
 use crate::body::{Body, Copied, FileRange, Progress, digest_of, to_hex};
 use crate::catalog::{ClaimOutcome, CopyState, EventKind, ObjectRecord};
@@ -392,8 +394,13 @@ impl Caller {
         content: &Content,
         purpose: Option<&str>,
     ) -> Result<ObjectRecord, GatewayError> {
-        let body = content.body.try_clone().expect("upload sources are files or buffers");
-        let info = adapter.upload(body, &content.name, &content.mime, &content.sha256, purpose).await?;
+        let info = if adapter.capabilities().download == DownloadSupport::Original {
+            let body = content.body.try_clone().expect("upload sources are files or buffers");
+            adapter.upload(body, &content.name, &content.mime, &content.sha256, purpose).await?.info
+        } else {
+            // Providers that give no original back are the ones that name files themselves.
+            self.upload_named_by_provider(adapter, content, purpose).await?
+        };
         metrics::counter!("wharf_bytes_in_total", "provider" => adapter.name().to_string()).increment(content.size);
         let mut record = self.new_record(adapter, content, purpose, info.remote_id);
         let changed = content.changed_since_hashed();
