@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::{Scratch, pattern, records};
 use fault_proxy::{Fault, FaultProxy};
+use futures::StreamExt;
 use glm_fake::FakeGlm;
 use kimi_fake::FakeKimi;
 use s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
@@ -53,6 +54,8 @@ enum Operation {
     SmallUpload,
     LargeUpload,
     Download,
+    /// The content streamed as `wharf serve` streams it to an HTTP client.
+    Stream,
     Stat,
     List,
     Delete,
@@ -61,11 +64,12 @@ enum Operation {
 impl Operation {
     /// Listing first: its answer grows with every object stored, and even
     /// dripped at 1 KiB/s it must arrive within the time limit.
-    const ALL: [Operation; 6] = [
+    const ALL: [Operation; 7] = [
         Operation::List,
         Operation::SmallUpload,
         Operation::LargeUpload,
         Operation::Download,
+        Operation::Stream,
         Operation::Stat,
         Operation::Delete,
     ];
@@ -75,6 +79,7 @@ impl Operation {
             Operation::SmallUpload => "small upload",
             Operation::LargeUpload => "multipart/TUS upload",
             Operation::Download => "download",
+            Operation::Stream => "HTTP stream",
             Operation::Stat => "stat",
             Operation::List => "list",
             Operation::Delete => "delete",
@@ -157,17 +162,20 @@ impl Server {
         Some(match (self, operation) {
             (Server::S3(_), Operation::SmallUpload) => ("PUT", key.to_string()),
             (Server::S3(_), Operation::LargeUpload) => ("PUT", "partNumber=2".into()),
-            (Server::S3(_), Operation::Download) => ("GET", key.to_string()),
+            (Server::S3(_), Operation::Download | Operation::Stream) => ("GET", key.to_string()),
             (Server::S3(_), Operation::Stat) => ("HEAD", key.to_string()),
             (Server::S3(_), Operation::List) => ("GET", "list-type=2".into()),
             (Server::S3(_), Operation::Delete) => ("DELETE", key.to_string()),
             (Server::Supabase(_), Operation::SmallUpload) => ("POST", format!("/object/{BUCKET}/{key}")),
             (Server::Supabase(_), Operation::LargeUpload) => ("PATCH", "/upload/resumable/".into()),
-            (Server::Supabase(_), Operation::Download) => ("GET", format!("/object/{BUCKET}/{key}")),
+            (Server::Supabase(_), Operation::Download | Operation::Stream) => {
+                ("GET", format!("/object/{BUCKET}/{key}"))
+            }
             (Server::Supabase(_), Operation::Stat) => ("GET", format!("/object/info/{BUCKET}/{key}")),
             (Server::Supabase(_), Operation::List) => ("POST", "/object/list".into()),
             (Server::Supabase(_), Operation::Delete) => ("DELETE", format!("/object/{BUCKET}/{key}")),
-            (Server::Kimi(_) | Server::Glm(_), Operation::LargeUpload) => return None,
+            // No multipart; their streams are derived content, a download's.
+            (Server::Kimi(_) | Server::Glm(_), Operation::LargeUpload | Operation::Stream) => return None,
             (Server::Kimi(_) | Server::Glm(_), Operation::SmallUpload) => ("POST", "/files".into()),
             (Server::Kimi(_) | Server::Glm(_), Operation::Download) => ("GET", format!("/files/{key}/content")),
             (Server::Kimi(_), Operation::Stat) => ("GET", format!("/files/{key}")),
@@ -313,6 +321,20 @@ async fn run_cell(
                 Err(e) => return Err(e.to_string()),
             }
         }
+        Operation::Stream => {
+            let up = upload("stream", &small).await?;
+            on(&up.remote_id);
+            let mut content = gateway.stream_content(&up.id, false, None, "an HTTP client").await.map_err(error)?;
+            let mut back = Vec::new();
+            while let Some(chunk) = content.stream.next().await {
+                back.extend_from_slice(
+                    &chunk.map_err(|e| format!("the stream failed after {} bytes: {e}", back.len()))?,
+                );
+            }
+            if back != small {
+                return Err(format!("streamed bytes differ ({} bytes)", back.len()));
+            }
+        }
         Operation::Stat => {
             let up = upload("stat", &small).await?;
             on(&up.remote_id);
@@ -445,7 +467,7 @@ async fn every_operation_survives_every_single_fault() {
                 }
                 let cut = matches!(fault, Fault::ResetMidBody | Fault::ShortBody | Fault::NeverEnds);
                 let ranged = !server.derived_only();
-                if result.is_ok() && matches!(operation, Operation::Download) && cut && ranged {
+                if result.is_ok() && matches!(operation, Operation::Download | Operation::Stream) && cut && ranged {
                     let resumed = proxy.log().iter().any(|exchange| exchange.contains("range=bytes="));
                     if !resumed {
                         result = Err(format!("a cut download did not resume with a ranged read: {:?}", proxy.log()));

@@ -11,9 +11,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
-use tokio::sync::mpsc;
 
+mod stream;
+
+use self::stream::{CopySource, verified_stream};
 use super::{Caller, GatewayError, now};
 use crate::body::{Body, BodyError, Copied, Digest, Progress, parse_hex, to_hex};
 use crate::catalog::{CopyState, DownloadRecord, ObjectRecord};
@@ -117,64 +118,6 @@ pub(crate) fn after_stream(work: impl Future<Output = ()> + Send + 'static) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(work);
     }
-}
-
-/// Streams `[start, end)` of `body`, checking the whole body against `expected`
-/// (size and SHA-256) when given. The last piece is held back until the check
-/// passes, so a client never receives a complete-looking copy of bad bytes: a
-/// mismatch ends the stream with an error instead. Reads the whole body even
-/// for a range, since only the whole can be verified.
-fn verified_stream(body: Body, range: (u64, u64), expected: Option<(u64, Digest)>, label: String) -> ContentStream {
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let mut inner = body.into_stream();
-    tokio::spawn(async move {
-        let (start, end) = range;
-        let mut hasher = Sha256::new();
-        let mut position = 0u64;
-        let mut held: Option<Bytes> = None;
-        while let Some(item) = inner.next().await {
-            let chunk = match item {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(format!("{label}: {e}")))).await;
-                    return;
-                }
-            };
-            if expected.is_some() {
-                hasher.update(&chunk);
-            }
-            let chunk_start = position;
-            position += chunk.len() as u64;
-            let (from, to) = (start.max(chunk_start), end.min(position));
-            if from < to {
-                let piece = chunk.slice((from - chunk_start) as usize..(to - chunk_start) as usize);
-                if let Some(previous) = held.replace(piece)
-                    && tx.send(Ok(previous)).await.is_err()
-                {
-                    return; // the client went away
-                }
-            }
-            if expected.is_none() && position >= end {
-                break;
-            }
-        }
-        if let Some((size, digest)) = expected {
-            let actual: Digest = hasher.finalize().into();
-            if position != size || actual != digest {
-                let message = format!(
-                    "{label}: SHA-256 mismatch: expected {} ({size} bytes), received {} ({position} bytes)",
-                    to_hex(&digest),
-                    to_hex(&actual)
-                );
-                let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message))).await;
-                return;
-            }
-        }
-        if let Some(last) = held {
-            let _ = tx.send(Ok(last)).await;
-        }
-    });
-    Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
 /// A copy that was tried and failed before the one that served a download.
@@ -577,7 +520,8 @@ impl Caller {
             let object = self.derived_copy(id).await?;
             let (body, _, mime) = self.open_derived(&object).await?;
             let size = body.size();
-            let stream = verified_stream(body, (0, u64::MAX), None, format!("{} from {}", object.id, object.provider));
+            let label = format!("{} from {}", object.id, object.provider);
+            let stream = verified_stream(body, (0, u64::MAX), None, label, None);
             let content = StreamedContent {
                 size: size.unwrap_or(0),
                 range: (0, size.unwrap_or(0)),
@@ -611,9 +555,14 @@ impl Caller {
                 }
             };
             let label = format!("{} from {}", requested.id, copy.provider);
+            let again = self.adapter(Some(&copy.provider))?.capabilities().ranged_download.then(|| CopySource {
+                caller: self.clone(),
+                copy: copy.clone(),
+                span: if ranged { range } else { whole },
+            });
             let stream = match byte_range {
-                Some(_) => verified_stream(body, (0, range.1 - range.0), None, label),
-                None => verified_stream(body, range, digest.map(|d| (requested.size, d)), label),
+                Some(_) => verified_stream(body, (0, range.1 - range.0), None, label, again),
+                None => verified_stream(body, range, digest.map(|d| (requested.size, d)), label, again),
             };
             let source = self.source_of(&copy, &requested);
             metrics::counter!("wharf_downloads_total", "source" => source).increment(1);
