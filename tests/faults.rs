@@ -491,3 +491,52 @@ async fn every_operation_survives_every_single_fault() {
     print_table(&rows);
     assert!(failures.is_empty(), "{} cells failed:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// A stream to an HTTP client cannot take back what it sent: when bytes it
+/// already sent fail the check, even after a second read, it ends with an
+/// error, never with a complete-looking file. A flip in the last MiB, held
+/// back until the whole is verified, is read again and served whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_stream_never_ends_as_a_complete_file() {
+    // SAFETY: set before anything reads the environment, to a constant value.
+    unsafe { std::env::set_var(SUPABASE_KEY_ENV, SUPABASE_KEY) };
+    let supabase = Server::Supabase(FakeSupabase::start(SUPABASE_KEY, &[(BUCKET, BucketLimits::default())]).await);
+    let proxy = FaultProxy::start(&supabase.upstream());
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&supabase.entry(&proxy)).await;
+    let read_all = |id: String| {
+        let gateway = gateway.clone();
+        async move {
+            let mut content = gateway.stream_content(&id, false, None, "an HTTP client").await.unwrap();
+            let mut received = Vec::new();
+            while let Some(chunk) = content.stream.next().await {
+                match chunk {
+                    Ok(chunk) => received.extend_from_slice(&chunk),
+                    Err(e) => return (received, Some(e.to_string())),
+                }
+            }
+            (received, None)
+        }
+    };
+
+    // 3 MiB flipped in its middle: that byte is sent before the end is read.
+    let large = content(1, 3 * MIB);
+    let up = gateway.upload(Source::Path(scratch.write("large.bin", &large)), &to("supabase")).await.unwrap();
+    proxy.once("GET", &up.remote_id, Fault::FlippedBit);
+    let (received, error) = read_all(up.id.clone()).await;
+    let error = error.expect("the stream ends with an error");
+    assert!(error.contains("the bytes already sent differ"), "{error}");
+    assert!(received.len() < large.len(), "{} of {} bytes arrived", received.len(), large.len());
+    assert!(proxy.unused().is_empty());
+
+    // 512 KiB flipped in its middle: all of it is held back, so it is read again.
+    proxy.reset();
+    let small = content(2, MIB / 2);
+    let up = gateway.upload(Source::Path(scratch.write("small.bin", &small)), &to("supabase")).await.unwrap();
+    proxy.once("GET", &up.remote_id, Fault::FlippedBit);
+    let (received, error) = read_all(up.id.clone()).await;
+    assert_eq!(error, None);
+    assert!(received == small, "the bytes served whole after a second read");
+    let reads = proxy.log().iter().filter(|exchange| exchange.starts_with("GET")).count();
+    assert_eq!(reads, 2, "{:?}", proxy.log());
+}
