@@ -540,3 +540,42 @@ async fn a_damaged_stream_never_ends_as_a_complete_file() {
     let reads = proxy.log().iter().filter(|exchange| exchange.starts_with("GET")).count();
     assert_eq!(reads, 2, "{:?}", proxy.log());
 }
+
+/// A file of at least `[host.downloads] parallel_from` is read as ranged
+/// reads at once; a range cut mid-way carries on from where it stopped, and
+/// the file arrives whole and verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_download_is_read_in_parallel_ranges() {
+    // SAFETY: set before anything reads the environment, to a constant value.
+    unsafe { std::env::set_var(SUPABASE_KEY_ENV, SUPABASE_KEY) };
+    let supabase = Server::Supabase(FakeSupabase::start(SUPABASE_KEY, &[(BUCKET, BucketLimits::default())]).await);
+    let proxy = FaultProxy::start(&supabase.upstream());
+    let scratch = Scratch::new();
+    let downloads = "\n[host.downloads]\nstreams = 3\nparallel_from = 16777216\n";
+    let gateway = scratch.gateway(&format!("{}{downloads}", supabase.entry(&proxy))).await;
+
+    let large = content(1, 20 * MIB);
+    let up = gateway.upload(Source::Path(scratch.write("large.bin", &large)), &to("supabase")).await.unwrap();
+    proxy.reset();
+    proxy.once("GET", &up.remote_id, Fault::ResetMidBody);
+    let destination = scratch.work().join("back.bin");
+    let down = gateway.download(&up.id, Some(&destination), Some("supabase")).await.unwrap();
+    assert!(down.verified);
+    assert!(std::fs::read(&destination).unwrap() == large, "the file arrives whole");
+    let ranges: Vec<_> = proxy.log().into_iter().filter(|exchange| exchange.starts_with("GET")).collect();
+    // 20 MiB in ranges of 8 MiB: 3 reads, and one more for the rest of the range cut.
+    assert_eq!(ranges.len(), 4, "{ranges:?}");
+    for (start, end) in [(0, 8 * MIB - 1), (8 * MIB, 16 * MIB - 1), (16 * MIB, 20 * MIB - 1)] {
+        let asked = format!("range=bytes={start}-{end} ");
+        assert!(ranges.iter().any(|exchange| exchange.contains(&asked)), "{asked} in {ranges:?}");
+    }
+    assert!(partial_files(&scratch.work()).is_empty());
+
+    // Below the threshold: one stream.
+    let small = content(2, 10 * MIB);
+    let up = gateway.upload(Source::Path(scratch.write("small.bin", &small)), &to("supabase")).await.unwrap();
+    proxy.reset();
+    gateway.download(&up.id, Some(&scratch.work().join("small-back.bin")), Some("supabase")).await.unwrap();
+    let reads: Vec<_> = proxy.log().into_iter().filter(|exchange| exchange.starts_with("GET")).collect();
+    assert!(reads.len() == 1 && !reads[0].contains("range="), "{reads:?}");
+}

@@ -50,7 +50,27 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[host.validation]`: rules for every upload, and the malware scan.
     pub validation: HostValidation,
+    /// `[host.downloads]`: parallel ranged reads of large files.
+    pub downloads: DownloadConfig,
 }
+
+/// `[host.downloads]`: a file of at least `parallel_from` bytes, at a
+/// provider over the network that serves byte ranges, is read as
+/// `streams` ranged reads at once; smaller files, and `streams = 1`, as one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DownloadConfig {
+    pub streams: usize,
+    pub parallel_from: u64,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        Self { streams: 4, parallel_from: 64 << 20 }
+    }
+}
+
+/// The most ranged reads of one download at once.
+const MAX_DOWNLOAD_STREAMS: usize = 32;
 
 /// `[retention]`: what `wharf gc` (and `wharf serve` on its clean-up timer)
 /// removes. Each rule is off unless set, except expired links and spool
@@ -450,6 +470,15 @@ struct RawHost {
     #[serde(default)]
     retry: RawRetry,
     validation: Option<RawHostValidation>,
+    downloads: Option<RawDownloads>,
+}
+
+/// `[host.downloads]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDownloads {
+    streams: Option<Spanned<usize>>,
+    parallel_from: Option<u64>,
 }
 
 /// `[host.validation]`: the rule keys, and the scanner.
@@ -777,6 +806,21 @@ impl Config {
             Some(v) => parse_host_validation(v, &resolve, &at)?,
             None => HostValidation::default(),
         };
+        let mut downloads = DownloadConfig::default();
+        if let Some(raw_downloads) = &raw.host.downloads {
+            if let Some(streams) = &raw_downloads.streams {
+                if !(1..=MAX_DOWNLOAD_STREAMS).contains(streams.get_ref()) {
+                    return Err(at(
+                        Some(streams.span()),
+                        format!(
+                            "[host.downloads] streams must be between 1 (one stream per download) and {MAX_DOWNLOAD_STREAMS}"
+                        ),
+                    ));
+                }
+                downloads.streams = *streams.get_ref();
+            }
+            downloads.parallel_from = raw_downloads.parallel_from.unwrap_or(downloads.parallel_from);
+        }
         let claim_ttl = match &raw.host.claim_ttl_secs {
             Some(secs) if *secs.get_ref() == 0 => {
                 return Err(at(
@@ -847,6 +891,7 @@ impl Config {
             resolution,
             retention,
             validation,
+            downloads,
         })
     }
 }

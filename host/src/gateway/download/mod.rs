@@ -12,8 +12,10 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 
+mod ranges;
 mod stream;
 
+use self::ranges::RangeFailure;
 use self::stream::{CopySource, verified_stream};
 use super::{Caller, GatewayError, now};
 use crate::body::{Body, BodyError, Copied, Digest, Progress, parse_hex, to_hex};
@@ -251,11 +253,22 @@ impl Caller {
         let mut partial = target.begin().map_err(destination_failed)?;
         let mut refetched = false;
         let mut cuts = 0;
+        let parallel = self.parallel_streams(&adapter, copy);
         loop {
             let resume_at = partial.written();
             let range = (resume_at > 0).then_some(ByteRange { offset: resume_at, length: None });
-            let body = self.open_copy(copy, range).await?;
-            match partial.append(body, progress.clone()).await {
+            let appended = match parallel {
+                Some(streams) => match self.fetch_in_ranges(copy, &mut partial, progress, streams).await {
+                    Ok(()) => Ok(()),
+                    Err(RangeFailure::Open(failure)) => return Err(failure),
+                    Err(RangeFailure::Body(error)) => Err(error),
+                },
+                None => {
+                    let body = self.open_copy(copy, range).await?;
+                    partial.append(body, progress.clone()).await
+                }
+            };
+            match appended {
                 Ok(()) => {}
                 Err(cut @ BodyError::Http(_)) => {
                     cuts += 1;
