@@ -104,6 +104,9 @@ pub enum BodyError {
 }
 
 /// A file being written from the start, and the digest of what it holds.
+/// How much [`Sink::absorb`] reads back at a time.
+const ABSORB_BUFFER: usize = 1 << 20;
+
 pub struct Sink {
     file: File,
     hasher: Sha256,
@@ -136,6 +139,25 @@ impl Sink {
         self.file.write_all(chunk).map_err(|source| BodyError::Write { label: self.label.clone(), source })?;
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Takes in the `len` bytes that follow what was written, which others
+    /// already wrote there at their offsets (parallel ranged reads): reads
+    /// them back (from the page cache) to hash them, in order.
+    pub fn absorb(&mut self, len: u64) -> Result<(), BodyError> {
+        use std::io::Seek as _;
+        let io = |source| BodyError::Write { label: self.label.clone(), source };
+        let mut buffer = vec![0u8; (len as usize).min(ABSORB_BUFFER)];
+        let end = self.size + len;
+        while self.size < end {
+            let want = ((end - self.size) as usize).min(buffer.len());
+            self.file.read_exact_at(&mut buffer[..want], self.size).map_err(io)?;
+            self.hasher.update(&buffer[..want]);
+            self.size += want as u64;
+        }
+        // Appends go on from the end of what was taken in.
+        self.file.seek(std::io::SeekFrom::Start(self.size)).map_err(io)?;
         Ok(())
     }
 

@@ -65,7 +65,7 @@ impl PartialFile {
             None => {
                 sweep_stale(&parent);
                 let temp_name = temp_name(&name);
-                let file = parent.open_with(&temp_name, OpenOptions::new().write(true).create_new(true))?;
+                let file = parent.open_with(&temp_name, OpenOptions::new().read(true).write(true).create_new(true))?;
                 (file.into_std(), Temp::Named(temp_name))
             }
         };
@@ -87,6 +87,25 @@ impl PartialFile {
     pub async fn append(&mut self, body: Body, progress: Option<Arc<Progress>>) -> Result<(), BodyError> {
         let sink = self.sink.take().expect("a sink outside appends");
         let (sink, result) = body.append_to(sink, progress).await;
+        self.sink = Some(sink);
+        result
+    }
+
+    /// Another handle on the file, for writes at offsets past what was
+    /// written, to be taken in in order with [`PartialFile::absorb`].
+    pub fn file_for_ranges(&self) -> std::io::Result<File> {
+        self.sink().file().try_clone()
+    }
+
+    /// Takes in the next `len` bytes written through [`PartialFile::file_for_ranges`].
+    pub async fn absorb(&mut self, len: u64) -> Result<(), BodyError> {
+        let mut sink = self.sink.take().expect("a sink outside appends");
+        let (sink, result) = tokio::task::spawn_blocking(move || {
+            let result = sink.absorb(len);
+            (sink, result)
+        })
+        .await
+        .expect("hashing thread panicked");
         self.sink = Some(sink);
         result
     }
@@ -180,10 +199,11 @@ fn sweep_stale(dir: &Dir) {
 }
 
 /// An unnamed file in `dir` (O_TMPFILE), or `None` where the file system
-/// does not offer them.
+/// does not offer them. Open for reading too: parallel ranged reads write
+/// at offsets and the bytes are read back to be hashed in order.
 #[cfg(target_os = "linux")]
 fn open_unnamed(dir: &Dir) -> std::io::Result<Option<File>> {
-    let flags = libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC;
+    let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
     // SAFETY: a plain syscall on a directory descriptor we hold and a
     // NUL-terminated path; the result is checked before use.
     let fd = unsafe { libc::openat(dir.as_fd().as_raw_fd(), c".".as_ptr(), flags, 0o666 as libc::c_uint) };
