@@ -1,7 +1,9 @@
 //! 1 GiB up to and down from a local S3 server (SeaweedFS, the tests' harness)
 //! through Wharf's S3 adapter (the release `wharf` binary), against `aws s3 cp`
 //! and `rclone copyto` in the same run, each with its default settings and a
-//! fresh server of its own; and Wharf's peak RSS at two sizes, to show it is flat.
+//! fresh server of its own; Wharf's peak RSS at two sizes, to show it is flat;
+//! and WHARF_BENCH_FILES (default 1,000) files of 4 KiB uploaded by
+//! `wharf upload --jobs 8` and by `rclone copy`, files per second.
 //!
 //! `scripts/bench` installs the tools and runs this; or
 //! `cargo bench --bench s3_transfer` with `weed` and `aws` in target/test-venv
@@ -29,6 +31,9 @@ const BUCKET: &str = "bench";
 type Sample = (Duration, i64);
 /// Size of the second Wharf run that shows RSS does not grow with the file.
 const SMALL_MIB: u64 = 128;
+/// Where the many small files are, under the bench's directory.
+const SMALL_FILES_DIR: &str = "small-files";
+const SMALL_FILE_BYTES: usize = 4096;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -128,8 +133,8 @@ config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", p
 
     fn rclone_round_trip(&self) -> anyhow::Result<(Sample, Sample)> {
         let key = format!("bench:{BUCKET}/rclone/big.bin");
-        let (up, up_rss, _) = measure(&mut self.rclone(&["big.bin", &key]))?;
-        let (down, down_rss, _) = measure(&mut self.rclone(&[&key, "rclone-back.bin"]))?;
+        let (up, up_rss, _) = measure(&mut self.rclone(&["copyto", "big.bin", &key]))?;
+        let (down, down_rss, _) = measure(&mut self.rclone(&["copyto", &key, "rclone-back.bin"]))?;
         self.check_same("big.bin", "rclone-back.bin")?;
         Ok(((up, up_rss), (down, down_rss)))
     }
@@ -161,9 +166,21 @@ config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", p
             .env("RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
             .env("RCLONE_CONFIG_BENCH_REGION", REGION)
             .env("RCLONE_CONFIG_BENCH_ENDPOINT", &self.endpoint)
-            .arg("copyto")
             .args(args);
         cmd
+    }
+
+    /// Uploads the small files with `wharf upload --jobs 8` into a fresh data
+    /// directory, and with `rclone copy` (its default 4 transfers); their wall times.
+    fn small_files(&self, data: &str, names: &[String]) -> anyhow::Result<(Duration, Duration)> {
+        measure(&mut self.wharf(data, &["plugins"]))?;
+        let mut args = vec!["upload", "--jobs", "8"];
+        args.extend(names.iter().map(String::as_str));
+        let (wharf, _, out) = measure(&mut self.wharf(data, &args))?;
+        anyhow::ensure!(out.lines().count() == names.len(), "wharf printed {} results", out.lines().count());
+        let target = format!("bench:{BUCKET}/rclone-small");
+        let (rclone, _, _) = measure(&mut self.rclone(&["copy", SMALL_FILES_DIR, &target]))?;
+        Ok((wharf, rclone))
     }
 
     fn check_same(&self, a: &str, b: &str) -> anyhow::Result<()> {
@@ -196,6 +213,14 @@ async fn main() -> anyhow::Result<()> {
     let work = dir.path().to_path_buf();
     write_source(&work.join("big.bin"), mib)?;
     write_source(&work.join("small.bin"), SMALL_MIB)?;
+    let files = env_u64("WHARF_BENCH_FILES", 1000) as usize;
+    std::fs::create_dir(work.join(SMALL_FILES_DIR))?;
+    let names: Vec<String> = (0..files).map(|i| format!("{SMALL_FILES_DIR}/f{i:05}.bin")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut bytes = vec![0x5a; SMALL_FILE_BYTES];
+        bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        std::fs::write(work.join(name), bytes)?;
+    }
     // Warm the page cache.
     measure(Command::new("sh").current_dir(&work).args(["-c", "cat big.bin small.bin > /dev/null"]))?;
 
@@ -223,6 +248,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let (wharf_up, aws_up, rclone_up) = (best("wharf", "up"), best("aws", "up"), best("rclone", "up"));
     let (wharf_down, aws_down, rclone_down) = (best("wharf", "down"), best("aws", "down"), best("rclone", "down"));
+    let mut small_files = Vec::new();
+    for run in 0..runs {
+        let server = S3Server::start().await;
+        server.create_bucket(BUCKET).await;
+        let bench = Bench { work: work.clone(), endpoint: server.endpoint.clone(), aws: aws.clone() };
+        small_files.push(bench.small_files(&format!("data-files{run}"), &names)?);
+    }
+    let wharf_files = small_files.iter().map(|(wharf, _)| *wharf).min().expect("at least one run");
+    let rclone_files = small_files.iter().map(|(_, rclone)| *rclone).min().expect("at least one run");
     let (small_up, small_down) = {
         let server = S3Server::start().await;
         server.create_bucket(BUCKET).await;
@@ -262,6 +296,13 @@ async fn main() -> anyhow::Result<()> {
         small_down.1 / 1024,
         wharf_up.1 / 1024,
         wharf_down.1 / 1024
+    );
+    let per_second = |took: Duration| files as f64 / took.as_secs_f64();
+    println!(
+        "  {files} files of 4 KiB, upload, best of {runs}: wharf (--jobs 8) {:.0} files/s, rclone copy {:.0} files/s, ratio {:.2}",
+        per_second(wharf_files),
+        per_second(rclone_files),
+        rclone_files.as_secs_f64() / wharf_files.as_secs_f64()
     );
     Ok(())
 }
