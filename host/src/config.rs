@@ -1284,6 +1284,20 @@ mod tests {
     }
 
     #[test]
+    fn parallel_downloads_are_configured_and_checked() {
+        let config = parse_env("[host]\n", &[]).unwrap();
+        assert_eq!(config.downloads, DownloadConfig { streams: 4, parallel_from: 64 << 20 });
+        let config = parse_env("[host.downloads]\nstreams = 8\nparallel_from = 1048576\n", &[]).unwrap();
+        assert_eq!(config.downloads, DownloadConfig { streams: 8, parallel_from: 1 << 20 });
+        for streams in [0, 33] {
+            let err = parse_env(&format!("[host.downloads]\nstreams = {streams}\n"), &[]).unwrap_err();
+            assert!(err.to_string().contains("streams must be between 1"), "{err}");
+        }
+        let err = parse_env("[host.downloads]\nstream = 2\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("unknown field `stream`"), "{err}");
+    }
+
+    #[test]
     fn catalog_settings_are_checked() {
         let err = parse_env("[host]\ncatalog = \"mysql\"\n", &[]).unwrap_err();
         assert_eq!(err.location, "providers.toml:2:11");
