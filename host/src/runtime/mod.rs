@@ -240,6 +240,12 @@ impl Drop for EpochTicker {
     }
 }
 
+/// How much of a pooled instance's memory, table and async stack stays
+/// mapped between instances. Measured with `cargo bench --bench
+/// call_overhead`: 64 KiB took the median call from 28 µs to 24 µs; 256 KiB
+/// and 1 MiB cost more in zeroing than they save in page faults.
+const KEEP_RESIDENT: usize = 64 << 10;
+
 impl Runtime {
     /// An engine whose instances come from a pooling allocator sized for
     /// `max_memory` per instance (the largest adapter memory limit), with
@@ -253,7 +259,13 @@ impl Runtime {
             .total_core_instances(MAX_CONCURRENT_INSTANCES * 4)
             .total_memories(MAX_CONCURRENT_INSTANCES * 2)
             .total_tables(MAX_CONCURRENT_INSTANCES * 4)
-            .max_memory_size(max_memory as usize);
+            .max_memory_size(max_memory as usize)
+            // Reused slots keep their first pages mapped (zeroed, not
+            // decommitted): an adapter's stack and small heap then cost no
+            // page faults on each fresh instance.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .async_stack_keep_resident(KEEP_RESIDENT);
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
