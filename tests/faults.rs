@@ -492,18 +492,25 @@ async fn every_operation_survives_every_single_fault() {
     assert!(failures.is_empty(), "{} cells failed:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// The Supabase fake behind a fault proxy, and a gateway with it as
+/// `supabase` plus the config in `extra`.
+async fn supabase_behind_proxy(extra: &str) -> (Server, FaultProxy, Scratch, Caller) {
+    // SAFETY: set before anything reads the environment, to a constant value.
+    unsafe { std::env::set_var(SUPABASE_KEY_ENV, SUPABASE_KEY) };
+    let supabase = Server::Supabase(FakeSupabase::start(SUPABASE_KEY, &[(BUCKET, BucketLimits::default())]).await);
+    let proxy = FaultProxy::start(&supabase.upstream());
+    let scratch = Scratch::new();
+    let gateway = scratch.gateway(&format!("{}{extra}", supabase.entry(&proxy))).await;
+    (supabase, proxy, scratch, gateway)
+}
+
 /// A stream to an HTTP client cannot take back what it sent: when bytes it
 /// already sent fail the check, even after a second read, it ends with an
 /// error, never with a complete-looking file. A flip in the last MiB, held
 /// back until the whole is verified, is read again and served whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_stream_never_ends_as_a_complete_file() {
-    // SAFETY: set before anything reads the environment, to a constant value.
-    unsafe { std::env::set_var(SUPABASE_KEY_ENV, SUPABASE_KEY) };
-    let supabase = Server::Supabase(FakeSupabase::start(SUPABASE_KEY, &[(BUCKET, BucketLimits::default())]).await);
-    let proxy = FaultProxy::start(&supabase.upstream());
-    let scratch = Scratch::new();
-    let gateway = scratch.gateway(&supabase.entry(&proxy)).await;
+    let (_supabase, proxy, scratch, gateway) = supabase_behind_proxy("").await;
     let read_all = |id: String| {
         let gateway = gateway.clone();
         async move {
@@ -546,13 +553,8 @@ async fn a_damaged_stream_never_ends_as_a_complete_file() {
 /// the file arrives whole and verified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_download_is_read_in_parallel_ranges() {
-    // SAFETY: set before anything reads the environment, to a constant value.
-    unsafe { std::env::set_var(SUPABASE_KEY_ENV, SUPABASE_KEY) };
-    let supabase = Server::Supabase(FakeSupabase::start(SUPABASE_KEY, &[(BUCKET, BucketLimits::default())]).await);
-    let proxy = FaultProxy::start(&supabase.upstream());
-    let scratch = Scratch::new();
     let downloads = "\n[host.downloads]\nstreams = 3\nparallel_from = 16777216\n";
-    let gateway = scratch.gateway(&format!("{}{downloads}", supabase.entry(&proxy))).await;
+    let (_supabase, proxy, scratch, gateway) = supabase_behind_proxy(downloads).await;
 
     let large = content(1, 20 * MIB);
     let up = gateway.upload(Source::Path(scratch.write("large.bin", &large)), &to("supabase")).await.unwrap();
