@@ -97,14 +97,7 @@ fn record(id: &str, principal: &str, remote_id: &str) -> ObjectRecord {
         mime: "text/plain".into(),
         purpose: None,
         created_at: 1,
-        state: CopyState::Present,
-        description: String::new(),
-        tags: Vec::new(),
-        attributes: Default::default(),
-        registered: false,
-        verified: true,
-        download_count: 0,
-        last_download_at: None,
+        ..ObjectRecord::default()
     }
 }
 

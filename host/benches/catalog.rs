@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wharf::catalog::{
-    Catalog, CopyState, LinkKind, LinkRecord, ObjectRecord, PostgresCatalog, SqliteCatalog, UseOutcome, UseRequest,
+    Catalog, LinkKind, LinkRecord, ObjectRecord, PostgresCatalog, SqliteCatalog, UseOutcome, UseRequest,
 };
 use wharf::config::PostgresConfig;
 
@@ -127,14 +127,7 @@ fn record(i: usize) -> ObjectRecord {
         mime: "application/octet-stream".into(),
         purpose: None,
         created_at: 1,
-        state: CopyState::Present,
-        description: String::new(),
-        tags: Vec::new(),
-        attributes: Default::default(),
-        registered: false,
-        verified: true,
-        download_count: 0,
-        last_download_at: None,
+        ..ObjectRecord::default()
     }
 }
 

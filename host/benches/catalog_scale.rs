@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wharf::catalog::{
-    Catalog, CopyState, DownloadRecord, Event, EventKind, ObjectQuery, ObjectRecord, PostgresCatalog, SqliteCatalog,
+    Catalog, DownloadRecord, Event, EventKind, ObjectQuery, ObjectRecord, PostgresCatalog, SqliteCatalog,
 };
 use wharf::config::PostgresConfig;
 
@@ -135,14 +135,8 @@ fn record(i: usize) -> ObjectRecord {
         mime: "application/octet-stream".into(),
         purpose: None,
         created_at: 1_000 + i as i64,
-        state: CopyState::Present,
-        description: String::new(),
         tags,
-        attributes: Default::default(),
-        registered: false,
-        verified: true,
-        download_count: 0,
-        last_download_at: None,
+        ..ObjectRecord::default()
     }
 }
 

@@ -66,6 +66,34 @@ pub struct ObjectRecord {
     pub last_download_at: Option<i64>,
 }
 
+/// A new record as an upload makes it: present, hashed, never downloaded,
+/// without description, tags or pairs. The identifying fields are the
+/// caller's to fill in.
+impl Default for ObjectRecord {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            principal: String::new(),
+            provider: String::new(),
+            remote_id: String::new(),
+            sha256: String::new(),
+            size: 0,
+            name: String::new(),
+            mime: String::new(),
+            purpose: None,
+            created_at: 0,
+            state: CopyState::Present,
+            description: String::new(),
+            tags: Vec::new(),
+            attributes: BTreeMap::new(),
+            registered: false,
+            verified: true,
+            download_count: 0,
+            last_download_at: None,
+        }
+    }
+}
+
 impl ObjectRecord {
     /// The placeholder content key of a record whose digest is unknown:
     /// unique to the record, so it is never taken for a copy of other content.

@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{Caller, GatewayError, new_id, now};
 use crate::body::to_hex;
-use crate::catalog::{CopyState, ObjectRecord};
+use crate::catalog::ObjectRecord;
 use crate::runtime::{Adapter, DownloadSupport, ErrorKind, ObjectInfo};
 use crate::validation::names::sanitize;
 
@@ -88,14 +88,9 @@ impl Caller {
             name,
             purpose: info.purpose.clone(),
             created_at: now(),
-            state: CopyState::Present,
-            description: String::new(),
-            tags: Vec::new(),
-            attributes: Default::default(),
             registered: true,
             verified: digest_source != DigestSource::None,
-            download_count: 0,
-            last_download_at: None,
+            ..ObjectRecord::default()
         };
         let id = self.catalog.insert(&record).await?;
         let file = self.catalog.object(&id).await?.ok_or_else(|| GatewayError::UnknownId(id.clone()))?;

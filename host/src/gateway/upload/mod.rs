@@ -25,7 +25,7 @@ mod own_ids;
 
 use super::{Caller, Gateway, GatewayError, new_id, now};
 use crate::body::{Body, Copied, FileRange, Progress, digest_of, to_hex};
-use crate::catalog::{ClaimOutcome, CopyState, EventKind, ObjectRecord};
+use crate::catalog::{ClaimOutcome, EventKind, ObjectRecord};
 use crate::identity::FileIdentity;
 use crate::runtime::{Adapter, DownloadSupport};
 use crate::validation::{Rules, names};
@@ -375,14 +375,7 @@ impl Caller {
             mime: content.mime.clone(),
             purpose: purpose.map(str::to_string),
             created_at: now(),
-            state: CopyState::Present,
-            description: String::new(),
-            tags: Vec::new(),
-            attributes: Default::default(),
-            registered: false,
-            verified: true,
-            download_count: 0,
-            last_download_at: None,
+            ..ObjectRecord::default()
         }
     }
 
