@@ -116,18 +116,21 @@ impl IdentityIndex {
             return;
         }
         let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let stored = conn.execute(
-            "INSERT OR REPLACE INTO identities (device, inode, size, modified_ns, changed_ns, sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                identity.device as i64,
-                identity.inode as i64,
-                identity.size as i64,
-                identity.modified_ns,
-                identity.changed_ns,
-                &digest[..]
-            ],
-        );
+        let stored = conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO identities (device, inode, size, modified_ns, changed_ns, sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    identity.device as i64,
+                    identity.inode as i64,
+                    identity.size as i64,
+                    identity.modified_ns,
+                    identity.changed_ns,
+                    &digest[..]
+                ])
+            });
         if let Err(e) = stored {
             tracing::warn!("recording in the file-identity index: {e}");
         }

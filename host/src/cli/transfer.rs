@@ -16,6 +16,7 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::output::{Output, human_size};
 use wharf::body::Progress;
@@ -106,7 +107,7 @@ pub async fn upload(caller: &Caller, args: UploadArgs, out: &mut Output) {
         .collect();
     let options = UploadOptions { provider, purpose, name, ..UploadOptions::default() };
     let transfer = |source, progress| {
-        let options = UploadOptions { progress: Some(progress), ..options.clone() };
+        let (caller, options) = (caller.clone(), UploadOptions { progress: Some(progress), ..options.clone() });
         async move { caller.upload(source, &options).await }
     };
     run_batch(caller, "hashing", planned, batch.jobs, out, transfer, |u: &Uploaded| {
@@ -129,11 +130,13 @@ pub async fn download(caller: &Caller, args: DownloadArgs, out: &mut Output) {
         };
         planned.push(Planned { input: id.clone(), hint, work: id });
     }
-    let (output, provider) = (output.as_deref(), provider.as_deref());
-    let transfer = |id: String, progress| async move {
-        match derived {
-            true => caller.download_derived(&id, output).await,
-            false => caller.download_tracked(&id, output, provider, Some(progress)).await,
+    let transfer = |id: String, progress| {
+        let (caller, output, provider) = (caller.clone(), output.clone(), provider.clone());
+        async move {
+            match derived {
+                true => caller.download_derived(&id, output.as_deref()).await,
+                false => caller.download_tracked(&id, output.as_deref(), provider.as_deref(), Some(progress)).await,
+            }
         }
     };
     run_batch(caller, "starting", planned, batch.jobs, out, transfer, |d: &Downloaded| {
@@ -164,7 +167,9 @@ struct Planned<W> {
 
 /// Runs the transfers `jobs` at a time and prints each result in input order
 /// (a result waits for those before it, the transfers do not). The exit code
-/// becomes 1 if any failed, 130 if Ctrl-C stopped the batch.
+/// becomes 1 if any failed, 130 if Ctrl-C stopped the batch. Each transfer
+/// is a task of its own, so that a batch of small files (whose cost is
+/// hashing, catalog writes and adapter calls, not waiting) uses every core.
 async fn run_batch<W, T, Fut>(
     caller: &Caller,
     preparing: &'static str,
@@ -174,8 +179,8 @@ async fn run_batch<W, T, Fut>(
     transfer: impl Fn(W, Arc<Progress>) -> Fut,
     human: impl Fn(&T) -> String,
 ) where
-    T: Serialize,
-    Fut: Future<Output = Result<T, GatewayError>>,
+    T: Serialize + Send + 'static,
+    Fut: Future<Output = Result<T, GatewayError>> + Send + 'static,
 {
     let count = planned.len();
     let mut slots: Vec<Slot> = planned.iter().map(Slot::new).collect();
@@ -198,8 +203,14 @@ async fn run_batch<W, T, Fut>(
             && let Some((index, plan)) = waiting.next()
         {
             slots[index].started = Some(Instant::now());
-            let transferring = transfer(plan.work, slots[index].progress.clone());
-            running.push(async move { (index, transferring.await) });
+            // Dropping the handle (Ctrl-C) stops the transfer.
+            let task = AbortOnDropHandle::new(tokio::spawn(transfer(plan.work, slots[index].progress.clone())));
+            running.push(async move {
+                match task.await {
+                    Ok(result) => (index, result),
+                    Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+                }
+            });
         }
         tokio::select! {
             biased;
