@@ -43,7 +43,7 @@ fn upload_then_download_with_json_output() {
     let plugins = wharf(&scratch, &["--json", "plugins"]);
     let local = &json_lines(&plugins)[0];
     assert_eq!(local["name"], "local");
-    assert_eq!(local["wit_version"], "wharf:provider@0.2.0");
+    assert_eq!(local["wit_version"], "wharf:provider@0.3.0");
     assert_eq!(local["ranged_download"], true);
     assert_eq!(local["download"], "original");
 }

@@ -31,7 +31,7 @@ fn check_accepts_a_built_in_adapter_and_shows_its_contract_and_capabilities() {
     let scratch = Scratch::new();
     let (code, text) = verdict(&check(&scratch, &[builtin("local").to_str().unwrap()]));
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("contract     wharf:provider@0.2.0 (current)"), "{text}");
+    assert!(text.contains("contract     wharf:provider@0.3.0 (current)"), "{text}");
     assert!(text.contains("ranged-download resolve"), "{text}");
     assert!(text.contains("verdict: usable as an adapter"), "{text}");
     let digest = sha256_hex(&std::fs::read(builtin("local")).unwrap());
@@ -62,7 +62,7 @@ fn check_refuses_an_unknown_contract_version() {
     let (code, text) = verdict(&check(&scratch, &[test_adapter("future").to_str().unwrap()]));
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("FAIL contract") && text.contains("wharf:provider@0.9.0"), "{text}");
-    assert!(text.contains("loads wharf:provider@0.1.0 and wharf:provider@0.2.0"), "{text}");
+    assert!(text.contains("loads wharf:provider@0.1.0, wharf:provider@0.2.0, wharf:provider@0.3.0"), "{text}");
 }
 
 #[test]
@@ -98,34 +98,48 @@ async fn a_pinned_component_with_other_bytes_is_refused_naming_both_digests() {
     Gateway::open(config).await.expect("the right pin loads");
 }
 
+/// Components built for older contract versions keep serving beside current
+/// ones: 0.1.0 (no ranges) and 0.2.0 (ranges, no checksum trailers).
 #[tokio::test]
-async fn a_0_1_0_component_serves_uploads_and_downloads_beside_0_2_0_ones() {
+async fn components_of_older_contracts_serve_beside_current_ones() {
     let scratch = Scratch::new();
+    let data = scratch.data().display().to_string();
     let extra = format!(
-        "\n[providers.old]\nplugin = \"{}\"\nstorage_dir = \"{}/old\"\n",
+        "\n[providers.v01]\nplugin = \"{}\"\nstorage_dir = \"{data}/v01\"\n\
+         \n[providers.v02]\nplugin = \"{}\"\nstorage_dir = \"{data}/v02\"\n",
         test_adapter("v0_1").display(),
-        scratch.data().display()
+        test_adapter("v0_2").display(),
     );
     let gateway = scratch.open_gateway(&extra).await;
     let plugins = gateway.plugins();
-    let old = plugins.iter().find(|p| p.name == "old").unwrap();
-    let local = plugins.iter().find(|p| p.name == "local").unwrap();
-    assert_eq!(old.wit_version, ContractVersion::V0_1);
-    assert_eq!(local.wit_version, ContractVersion::V0_2);
-    assert!(!old.ranged_download && !old.resolve, "0.1.0 has neither");
+    let plugin = |name: &str| plugins.iter().find(|p| p.name == name).unwrap().clone();
+    assert_eq!(plugin("local").wit_version, ContractVersion::V0_3);
+    assert_eq!(plugin("v01").wit_version, ContractVersion::V0_1);
+    assert_eq!(plugin("v02").wit_version, ContractVersion::V0_2);
+    assert!(!plugin("v01").ranged_download && !plugin("v01").resolve, "0.1.0 has neither");
+    assert!(plugin("v02").ranged_download, "0.2.0 has ranges");
 
     let caller = gateway.host_caller();
     let content = pattern(300_000);
-    let options = UploadOptions { provider: Some("old".into()), ..Default::default() };
-    let up = caller.upload(Source::Path(scratch.write("old.bin", &content)), &options).await.unwrap();
-    let destination = scratch.work().join("old-copy.bin");
-    let down = caller.download(&up.id, Some(&destination), Some("old")).await.unwrap();
-    assert_eq!(down.provider, "old");
-    assert!(down.verified);
-    assert_eq!(std::fs::read(&destination).unwrap(), content);
-    let info = caller.info(&up.id).await.unwrap();
-    let text = serde_json::to_string(&info).unwrap();
-    assert!(text.contains("\"old\""), "{text}");
+    for provider in ["v01", "v02"] {
+        let options = UploadOptions { provider: Some(provider.into()), ..Default::default() };
+        let source = Source::Path(scratch.write(&format!("{provider}.bin"), &content));
+        let up = caller.upload(source, &options).await.unwrap();
+        let destination = scratch.work().join(format!("{provider}-copy.bin"));
+        let down = caller.download(&up.id, Some(&destination), Some(provider)).await.unwrap();
+        assert_eq!(down.provider, provider);
+        assert!(down.verified);
+        assert_eq!(std::fs::read(&destination).unwrap(), content);
+        let info = caller.info(&up.id).await.unwrap();
+        let text = serde_json::to_string(&info).unwrap();
+        assert!(text.contains(&format!("\"{provider}\"")), "{text}");
+    }
+    // A range of the 0.2.0 copy is a ranged read of that adapter.
+    let options = UploadOptions { provider: Some("v02".into()), ..Default::default() };
+    let up = caller.upload(Source::Path(scratch.work().join("v02.bin")), &options).await.unwrap();
+    let streamed = caller.stream_content(&up.id, false, Some((1000, 2000)), "a test").await.unwrap();
+    let chunks: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(streamed.stream).await.unwrap();
+    assert_eq!(chunks.concat(), &content[1000..2000]);
 }
 
 #[test]
@@ -193,7 +207,7 @@ fn a_scaffolded_adapter_builds_and_passes_check_unmodified() {
     let (code, text) = verdict(&check(&scratch, &[component.to_str().unwrap()]));
     std::fs::remove_file(&component).ok();
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("wharf:provider@0.2.0 (current)"), "{text}");
+    assert!(text.contains("wharf:provider@0.3.0 (current)"), "{text}");
 }
 
 /// Whether a `.wharf-partial` file (a download being written) is in `dir`.

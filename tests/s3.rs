@@ -7,8 +7,10 @@ mod common;
 #[path = "support/s3_server.rs"]
 mod s3_server;
 
+use base64::Engine as _;
 use common::{Scratch, pattern, sha256_hex};
 use s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
+use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 use wharf::body::{Body, FileRange};
 use wharf::catalog::CopyState;
@@ -137,6 +139,39 @@ async fn checksums_and_unsigned_payloads_are_accepted() {
     let dest = scratch.work().join("c-back.bin");
     gateway.download(&up.id, Some(&dest), None).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), content);
+}
+
+/// With `checksum_sha256`, every multipart part carries its SHA-256 in an
+/// `aws-chunked` trailer the host computes as it sends the part: the store
+/// checks each part and keeps a checksum of the part checksums.
+#[tokio::test]
+async fn multipart_parts_carry_checksums_the_store_checks() {
+    let server = server().await;
+    let scratch = Scratch::new();
+    let extra = ", checksum_sha256 = true, multipart_threshold = 5242880, part_size = 5242880";
+    let gateway = scratch.gateway(&provider("s3", server, "part-checksums/", SECRET_ENV, extra)).await;
+    let content = pattern(3 * 5 * MIB + 4321);
+    let up = gateway.upload(Source::Path(scratch.write("parts.bin", &content)), &to("s3")).await.unwrap();
+
+    let path = format!("/{BUCKET}/{}", up.remote_id);
+    let checksum_mode = [("x-amz-checksum-mode", "ENABLED")];
+    let head = server.request_with("HEAD", &path, "", &checksum_mode, Vec::new()).await.unwrap();
+    assert!(head.status().is_success(), "HEAD {path}: {}", head.status());
+    let checksum = head.headers().get("x-amz-checksum-sha256").map(|v| v.to_str().unwrap().to_string());
+    // A composite checksum: the SHA-256 of the four parts' SHA-256s, then `-4`.
+    let digest_of_digests = {
+        let mut parts = Vec::new();
+        for part in content.chunks(5 * MIB) {
+            parts.extend_from_slice(&Sha256::digest(part));
+        }
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&parts))
+    };
+    assert_eq!(checksum, Some(format!("{digest_of_digests}-4")), "the store's checksum of the parts");
+
+    let dest = scratch.work().join("parts-back.bin");
+    let down = gateway.download(&up.id, Some(&dest), None).await.unwrap();
+    assert!(down.verified);
+    assert!(std::fs::read(&dest).unwrap() == content, "downloaded bytes differ");
 }
 
 #[tokio::test]

@@ -91,7 +91,7 @@ storage_dir = "{data}/local"
 plugin = "s3"
 allowed_hosts = ["{endpoint}"]
 secrets = {{ access_key_id = "BENCH_S3_KEY_ID", secret_access_key = "BENCH_S3_SECRET" }}
-config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", prefix = "wharf/" }}
+config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", prefix = "wharf/", checksum_sha256 = true }}
 "#,
             endpoint = self.endpoint
         );

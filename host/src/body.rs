@@ -26,6 +26,60 @@ pub enum Body {
     Bytes(Bytes),
     /// A response stream; `None` once read.
     Response(Option<reqwest::Response>),
+    /// A file or buffer body framed for sending with its SHA-256 after it.
+    Trailed(Trailed),
+}
+
+/// Bytes framed as one `aws-chunked` chunk followed by a trailer, `NAME:`
+/// and the base64 SHA-256 of the bytes, computed as they are read for
+/// sending: the receiver checks what it got, and the bytes are read once.
+pub struct Trailed {
+    /// A `File` or `Bytes` body.
+    content: Box<Body>,
+    /// The trailer's header name (S3: `x-amz-checksum-sha256`).
+    name: String,
+}
+
+impl Trailed {
+    /// Frames `content`, which must be a file or a buffer (they can be sent again).
+    pub fn new(content: &Body, name: &str) -> Result<Self, BodyError> {
+        let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !valid_name {
+            return Err(BodyError::BadTrailerName(name.to_string()));
+        }
+        match content {
+            Body::File(_) | Body::Bytes(_) => {
+                let content = Box::new(content.try_clone().expect("files and buffers clone"));
+                Ok(Self { content, name: name.to_string() })
+            }
+            Body::Response(_) | Body::Trailed(_) => Err(BodyError::NotFramable),
+        }
+    }
+
+    fn content_len(&self) -> u64 {
+        self.content.size().expect("files and buffers know their size")
+    }
+
+    /// What goes before the bytes: the chunk's size in hex.
+    fn prefix(&self) -> Bytes {
+        Bytes::from(format!("{:x}\r\n", self.content_len()))
+    }
+
+    /// What goes after them: the end of the chunk (when there was one), the
+    /// last (empty) chunk, the trailer, and the end of the trailers.
+    fn suffix(&self, sha256: &Digest) -> Bytes {
+        use base64::Engine as _;
+        let digest = base64::engine::general_purpose::STANDARD.encode(sha256);
+        let end_of_chunk = if self.content_len() > 0 { "\r\n" } else { "" };
+        Bytes::from(format!("{end_of_chunk}0\r\n{}:{digest}\r\n\r\n", self.name))
+    }
+
+    /// The framed length: what `content-length` says.
+    fn size(&self) -> u64 {
+        let len = self.content_len();
+        let chunk = if len > 0 { self.prefix().len() as u64 + len } else { 0 };
+        chunk + self.suffix(&[0; 32]).len() as u64
+    }
 }
 
 /// Bytes moved so far by a transfer, shared by everything that moves them
@@ -99,6 +153,12 @@ pub enum BodyError {
     Http(#[from] reqwest::Error),
     #[error("only file and buffer bodies can be sliced")]
     NotSliceable,
+    #[error("only file and buffer bodies can be framed with a checksum trailer")]
+    NotFramable,
+    #[error("a body framed with a checksum trailer can only be sent")]
+    SendOnly,
+    #[error("{0:?} is not a header name for a trailer (letters, digits and '-')")]
+    BadTrailerName(String),
     #[error("slice {offset}+{length} is outside a body of {size} bytes")]
     SliceOutOfRange { offset: u64, length: u64, size: u64 },
 }
@@ -258,6 +318,10 @@ impl Body {
             Body::File(range) => Some(Body::File(range.clone())),
             Body::Bytes(bytes) => Some(Body::Bytes(bytes.clone())),
             Body::Response(_) => None,
+            Body::Trailed(framed) => Some(Body::Trailed(Trailed {
+                content: Box::new(framed.content.try_clone()?),
+                name: framed.name.clone(),
+            })),
         }
     }
 
@@ -266,6 +330,7 @@ impl Body {
             Body::File(range) => Some(range.len),
             Body::Bytes(bytes) => Some(bytes.len() as u64),
             Body::Response(response) => response.as_ref().and_then(|r| r.content_length()),
+            Body::Trailed(framed) => Some(framed.size()),
         }
     }
 
@@ -284,7 +349,7 @@ impl Body {
                 progress: range.progress.clone(),
             })),
             Body::Bytes(bytes) => Ok(Body::Bytes(bytes.slice(offset as usize..(offset + length) as usize))),
-            Body::Response(_) => Err(BodyError::NotSliceable),
+            Body::Response(_) | Body::Trailed(_) => Err(BodyError::NotSliceable),
         }
     }
 
@@ -319,6 +384,7 @@ impl Body {
                 }
                 Ok(out)
             }
+            Body::Trailed(_) => Err(BodyError::SendOnly),
         }
     }
 
@@ -374,6 +440,7 @@ impl Body {
                 let (sink, written) = writer.await.expect("writing thread panicked");
                 (sink, written.and(received))
             }
+            Body::Trailed(_) => (sink, Err(BodyError::SendOnly)),
         }
     }
 
@@ -411,6 +478,35 @@ impl Body {
                     }
                 });
             }
+            Body::Trailed(framed) => {
+                tokio::task::spawn_blocking(move || {
+                    let send = |bytes: Bytes| tx.blocking_send(Ok(bytes)).map_err(|_| BodyError::Consumed);
+                    let sent = (|| {
+                        let sha256 = match &*framed.content {
+                            Body::File(range) => {
+                                if range.len > 0 {
+                                    send(framed.prefix())?;
+                                }
+                                let (_, sha256) =
+                                    range.for_each_chunk(true, |chunk| send(Bytes::copy_from_slice(chunk)))?;
+                                sha256.expect("asked for")
+                            }
+                            Body::Bytes(bytes) => {
+                                if !bytes.is_empty() {
+                                    send(framed.prefix())?;
+                                    send(bytes.clone())?;
+                                }
+                                digest_of(bytes)
+                            }
+                            Body::Response(_) | Body::Trailed(_) => unreachable!("checked by Trailed::new"),
+                        };
+                        send(framed.suffix(&sha256))
+                    })();
+                    if let Err(e) = sent {
+                        let _ = tx.blocking_send(Err(e));
+                    }
+                });
+            }
             Body::Response(slot) => {
                 tokio::spawn(async move {
                     let Some(mut response) = slot else {
@@ -432,5 +528,51 @@ impl Body {
             }
         }
         rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt as _;
+
+    use super::*;
+
+    async fn sent(body: Body) -> Vec<u8> {
+        let chunks: Vec<Bytes> = body.into_stream().try_collect().await.unwrap();
+        chunks.concat()
+    }
+
+    fn framed(content: &[u8]) -> Vec<u8> {
+        use base64::Engine as _;
+        let digest = base64::engine::general_purpose::STANDARD.encode(digest_of(content));
+        let chunk = match content.len() {
+            0 => Vec::new(),
+            len => [format!("{len:x}\r\n").as_bytes(), content, b"\r\n"].concat(),
+        };
+        [chunk, format!("0\r\nx-amz-checksum-sha256:{digest}\r\n\r\n").into_bytes()].concat()
+    }
+
+    /// A file slice and a buffer, empty or not, go out as one `aws-chunked`
+    /// chunk and a trailer with their SHA-256, as long as `size` says.
+    #[tokio::test]
+    async fn a_trailed_body_is_one_chunk_then_its_digest() {
+        let content: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&content).unwrap();
+        let whole = Body::File(FileRange::whole(file, "content").unwrap());
+        let cases = [
+            (whole.slice(1000, 600_000).unwrap(), &content[1000..601_000]),
+            (whole.slice(5, 0).unwrap(), &content[..0]),
+            (Body::Bytes(Bytes::from_static(b"hello")), &b"hello"[..]),
+        ];
+        for (body, bytes) in cases {
+            let trailed = Body::Trailed(Trailed::new(&body, "x-amz-checksum-sha256").unwrap());
+            let size = trailed.size();
+            let out = sent(trailed).await;
+            assert_eq!(out, framed(bytes));
+            assert_eq!(size, Some(out.len() as u64));
+        }
+        assert!(matches!(Trailed::new(&whole, "bad name:"), Err(BodyError::BadTrailerName(_))));
+        assert!(matches!(Trailed::new(&Body::Response(None), "x"), Err(BodyError::NotFramable)));
     }
 }

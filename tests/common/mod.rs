@@ -17,7 +17,7 @@ pub fn hostile_plugin() -> PathBuf {
     test_adapter("hostile")
 }
 
-/// A test adapter of tests/adapters (`hostile`, `v0_1`, `sockets`, `future`),
+/// A test adapter of tests/adapters (`hostile`, `v0_1`, `v0_2`, `sockets`, `future`, `liar`),
 /// built for wasm32-wasip2 by the host's build script.
 pub fn test_adapter(name: &str) -> PathBuf {
     Path::new(env!("WHARF_BUILTIN_PLUGIN_DIR")).join(format!("wharf_test_{name}.wasm"))

@@ -163,18 +163,31 @@ impl S3Server {
         query: &str,
         body: Vec<u8>,
     ) -> reqwest::Result<reqwest::Response> {
+        self.request_with(method, path, query, &[], body).await
+    }
+
+    /// [`S3Server::request`] with more headers, signed too (lowercase names).
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::Result<reqwest::Response> {
         let host = self.endpoint.trim_start_matches("http://");
         let payload = hex::encode(Sha256::digest(&body));
-        let (timestamp, authorization) = sign(method, path, query, host, &payload);
+        let (timestamp, authorization) = sign(method, path, query, host, headers, &payload);
         let separator = if query.is_empty() { "" } else { "?" };
-        http_client()
+        let mut request = http_client()
             .request(method.parse().unwrap(), format!("{}{path}{separator}{query}", self.endpoint))
             .header("x-amz-date", timestamp)
             .header("x-amz-content-sha256", payload)
-            .header("authorization", authorization)
-            .body(body)
-            .send()
-            .await
+            .header("authorization", authorization);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(body).send().await
     }
 
     pub async fn create_bucket(&self, bucket: &str) {
@@ -235,15 +248,16 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
 
 /// SigV4 over `host`, `x-amz-content-sha256` and `x-amz-date`: the timestamp
 /// and the Authorization header.
-fn sign(method: &str, path: &str, query: &str, host: &str, payload: &str) -> (String, String) {
+fn sign(method: &str, path: &str, query: &str, host: &str, extra: &[(&str, &str)], payload: &str) -> (String, String) {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let timestamp = timestamp(secs);
     let date = &timestamp[..8];
     let scope = format!("{date}/{REGION}/s3/aws4_request");
-    let signed_headers = "host;x-amz-content-sha256;x-amz-date";
-    let canonical = format!(
-        "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{timestamp}\n\n{signed_headers}\n{payload}"
-    );
+    let mut headers: std::collections::BTreeMap<&str, &str> = extra.iter().copied().collect();
+    headers.extend([("host", host), ("x-amz-content-sha256", payload), ("x-amz-date", timestamp.as_str())]);
+    let canonical_headers: String = headers.iter().map(|(name, value)| format!("{name}:{value}\n")).collect();
+    let signed_headers = headers.keys().copied().collect::<Vec<_>>().join(";");
+    let canonical = format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n{payload}");
     let string_to_sign =
         format!("AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
     let mut key = hmac(format!("AWS4{SECRET_ACCESS_KEY}").as_bytes(), date);

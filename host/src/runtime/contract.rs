@@ -25,19 +25,22 @@ pub enum ContractVersion {
     V0_1,
     #[serde(rename = "wharf:provider@0.2.0")]
     V0_2,
+    #[serde(rename = "wharf:provider@0.3.0")]
+    V0_3,
 }
 
 impl ContractVersion {
-    pub const ALL: [ContractVersion; 2] = [ContractVersion::V0_1, ContractVersion::V0_2];
+    pub const ALL: [ContractVersion; 3] = [ContractVersion::V0_1, ContractVersion::V0_2, ContractVersion::V0_3];
 
     /// The newest version: what new adapters are built against.
-    pub const CURRENT: ContractVersion = ContractVersion::V0_2;
+    pub const CURRENT: ContractVersion = ContractVersion::V0_3;
 
-    /// The version number, as in the WIT package (`0.2.0`).
+    /// The version number, as in the WIT package (`0.3.0`).
     pub fn number(self) -> &'static str {
         match self {
             ContractVersion::V0_1 => "0.1.0",
             ContractVersion::V0_2 => "0.2.0",
+            ContractVersion::V0_3 => "0.3.0",
         }
     }
 
@@ -102,7 +105,7 @@ pub fn version(engine: &Engine, component: &Component) -> Result<ContractVersion
     };
     ContractVersion::from_number(found).ok_or_else(|| ContractError::UnknownVersion {
         found: found.to_string(),
-        supported: ContractVersion::ALL.map(|v| v.to_string()).join(" and "),
+        supported: ContractVersion::ALL.map(|v| v.to_string()).join(", "),
     })
 }
 

@@ -43,7 +43,7 @@ pub async fn head(body: &Body) -> Result<Vec<u8>, BodyError> {
             .await
             .expect("reading thread panicked")
         }
-        Body::Response(_) => Err(BodyError::NotSliceable),
+        Body::Response(_) | Body::Trailed(_) => Err(BodyError::NotSliceable),
     }
 }
 

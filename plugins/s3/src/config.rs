@@ -33,7 +33,8 @@ pub struct Config {
     /// Bytes per part; grown for objects that would need more than 10,000 parts.
     #[serde(default = "default_part_size")]
     pub part_size: u64,
-    /// Send `x-amz-checksum-sha256` on single PUTs, for stores that check it.
+    /// Send `x-amz-checksum-sha256`, for stores that check it: a header on
+    /// single PUTs, a trailer on each multipart part (`aws-chunked`).
     #[serde(default)]
     pub checksum_sha256: bool,
     /// Sign single PUTs with `UNSIGNED-PAYLOAD` instead of the content's SHA-256.

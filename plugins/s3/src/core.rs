@@ -38,6 +38,10 @@ const MIN_PARTS_PER_BATCH: u64 = 8;
 /// metadata in all, and the name is a courtesy copy of what Wharf records.
 const MAX_NAME_BYTES: usize = 1024;
 
+/// Where S3 takes (and answers) an object's or a part's SHA-256, base64.
+const CHECKSUM_HEADER: &str = "x-amz-checksum-sha256";
+/// The payload hash of a request whose body is `aws-chunked` with an unsigned trailer.
+const STREAMING_UNSIGNED_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 type Headers = Vec<(String, String)>;
@@ -217,7 +221,7 @@ fn put_object(
     if config.checksum_sha256 {
         let digest = hex::decode(sha256).expect("checked to be hex");
         let value = base64::engine::general_purpose::STANDARD.encode(digest);
-        headers.push(("x-amz-checksum-sha256".into(), value));
+        headers.push((CHECKSUM_HEADER.into(), value));
     }
     let signer = Signer::now(&config.region)?;
     let request = signed(&signer, "PUT", Some(key), "", headers, payload, RequestBody::Body(content))?;
@@ -237,9 +241,10 @@ fn part_size(configured: u64, size: u64) -> u64 {
 /// CreateMultipartUpload, the parts, CompleteMultipartUpload; on any failure,
 /// AbortMultipartUpload so that no orphaned parts keep costing storage.
 ///
-/// Parts are signed with `UNSIGNED-PAYLOAD` and carry no checksum: the host
-/// hashes the whole content, not its slices, and reading them into the
-/// adapter to hash them would defeat moving bytes by handle.
+/// Parts are signed with `UNSIGNED-PAYLOAD`. With `checksum_sha256`, each
+/// part carries its SHA-256 in a trailer (`aws-chunked`) that the host
+/// computes as it sends the part, and the store checks every part; without
+/// it, no part is hashed, since nothing would check the digest.
 fn multipart_upload(
     config: &Config,
     key: &str,
@@ -249,6 +254,10 @@ fn multipart_upload(
 ) -> Result<(), ProviderError> {
     let object = config.describe(key);
     let what = format!("CreateMultipartUpload {object}");
+    let mut headers = headers;
+    if config.checksum_sha256 {
+        headers.push(("x-amz-checksum-algorithm".into(), "SHA256".into()));
+    }
     let signer = Signer::now(&config.region)?;
     let query = canonical_query(&[("uploads", "")]);
     let request = signed(&signer, "POST", Some(key), &query, headers, EMPTY_SHA256, RequestBody::Empty)?;
@@ -262,21 +271,28 @@ fn multipart_upload(
         .map(str::to_string)
         .ok_or_else(|| ProviderError::new(ErrorKind::Other, format!("{what}: the answer has no UploadId")))?;
     let result = upload_parts(config, key, &upload_id, content, size)
-        .and_then(|etags| complete(config, key, &upload_id, &etags));
+        .and_then(|parts| complete(config, key, &upload_id, &parts));
     if result.is_err() {
         abort(config, key, &upload_id);
     }
     result
 }
 
-/// Sends the parts in signed batches; returns their ETags in part order.
+/// What CompleteMultipartUpload names of an uploaded part.
+struct UploadedPart {
+    etag: String,
+    /// The part's SHA-256 as the store computed it (base64), when the part carried one.
+    sha256: Option<String>,
+}
+
+/// Sends the parts in signed batches; returns them in part order.
 fn upload_parts(
     config: &Config,
     key: &str,
     upload_id: &str,
     content: &Body,
     size: u64,
-) -> Result<Vec<String>, ProviderError> {
+) -> Result<Vec<UploadedPart>, ProviderError> {
     let part = part_size(config.part_size, size);
     if part > MAX_PART {
         return Err(ProviderError::new(
@@ -286,7 +302,7 @@ fn upload_parts(
     }
     let parts = size.div_ceil(part);
     let object = config.describe(key);
-    let mut etags = Vec::with_capacity(parts as usize);
+    let mut uploaded = Vec::with_capacity(parts as usize);
     let per_batch = (BATCH_BYTES / part).max(MIN_PARTS_PER_BATCH);
     let mut first = 0;
     while first < parts {
@@ -295,11 +311,22 @@ fn upload_parts(
         let mut requests = Vec::with_capacity((end - first) as usize);
         for index in first..end {
             let offset = index * part;
-            let slice = content.slice(offset, part.min(size - offset))?;
+            let length = part.min(size - offset);
+            let slice = content.slice(offset, length)?;
             let number = (index + 1).to_string();
             let query = canonical_query(&[("partNumber", &number), ("uploadId", upload_id)]);
-            let body = RequestBody::Body(slice);
-            requests.push(signed(&signer, "PUT", Some(key), &query, Vec::new(), UNSIGNED_PAYLOAD, body)?);
+            let request = if config.checksum_sha256 {
+                let headers = vec![
+                    ("content-encoding".to_string(), "aws-chunked".to_string()),
+                    ("x-amz-decoded-content-length".to_string(), length.to_string()),
+                    ("x-amz-trailer".to_string(), CHECKSUM_HEADER.to_string()),
+                ];
+                let body = RequestBody::Body(slice.with_sha256_trailer(CHECKSUM_HEADER)?);
+                signed(&signer, "PUT", Some(key), &query, headers, STREAMING_UNSIGNED_TRAILER, body)?
+            } else {
+                signed(&signer, "PUT", Some(key), &query, Vec::new(), UNSIGNED_PAYLOAD, RequestBody::Body(slice))?
+            };
+            requests.push(request);
         }
         for (number, result) in (first + 1..).zip(http::send_batch(requests)) {
             let what = format!("UploadPart {number} of {parts} of {object}");
@@ -311,18 +338,28 @@ fn upload_parts(
                 ProviderError::new(ErrorKind::Other, format!("{what}: the answer has no ETag"))
                     .with_status(response.status)
             })?;
-            etags.push(etag.to_string());
+            let sha256 = response.header(CHECKSUM_HEADER).map(str::to_string);
+            uploaded.push(UploadedPart { etag: etag.to_string(), sha256 });
         }
         first = end;
     }
-    Ok(etags)
+    Ok(uploaded)
 }
 
-fn complete(config: &Config, key: &str, upload_id: &str, etags: &[String]) -> Result<(), ProviderError> {
+/// Names every part with its ETag and, when it carried one, its checksum
+/// (which S3 requires once the upload was created with a checksum algorithm).
+fn complete(config: &Config, key: &str, upload_id: &str, parts: &[UploadedPart]) -> Result<(), ProviderError> {
     let what = format!("CompleteMultipartUpload {}", config.describe(key));
     let mut xml = String::from("<CompleteMultipartUpload>");
-    for (number, etag) in (1..).zip(etags) {
-        xml.push_str(&format!("<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>", parse::escape(etag)));
+    for (number, part) in (1..).zip(parts) {
+        let checksum = match &part.sha256 {
+            Some(sha256) => format!("<ChecksumSHA256>{}</ChecksumSHA256>", parse::escape(sha256)),
+            None => String::new(),
+        };
+        xml.push_str(&format!(
+            "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag>{checksum}</Part>",
+            parse::escape(&part.etag)
+        ));
     }
     xml.push_str("</CompleteMultipartUpload>");
     let payload = sigv4::sha256_hex(xml.as_bytes());
@@ -401,7 +438,7 @@ pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {
 /// object: a multipart upload's checksum is a digest of part digests
 /// (`…-N`, or `x-amz-checksum-type: COMPOSITE`), not the content's.
 fn full_object_sha256(response: &Response) -> Option<String> {
-    let checksum = response.header("x-amz-checksum-sha256")?;
+    let checksum = response.header(CHECKSUM_HEADER)?;
     let composite = checksum.contains('-')
         || response.header("x-amz-checksum-type").is_some_and(|t| t.eq_ignore_ascii_case("COMPOSITE"));
     if composite {

@@ -1,15 +1,18 @@
 //! The contract versions the host speaks, side by side, each with its own
-//! bindings (`v0_1`, `v0_2`), meeting in one set of host types: those of the
-//! current version. The rest of the host sees [`Instance`] and never which
+//! bindings (`v0_1`, `v0_2`, `v0_3`), meeting in one set of host types: those
+//! of the current version. The rest of the host sees [`Instance`] and never which
 //! version an adapter was built for.
 
+#[macro_use]
+mod older;
 mod v0_1;
-pub mod v0_2;
+mod v0_2;
+pub mod v0_3;
 
 use wasmtime::component::{InstancePre, Linker};
 use wasmtime::{AsContextMut, Engine};
 
-pub use self::v0_2::{
+pub use self::v0_3::{
     ByteRange, Capabilities, ContentKind, DownloadResult, DownloadSupport, ErrorKind, ObjectInfo, ObjectRef, Page,
     ProviderError, UploadRequest,
 };
@@ -18,6 +21,7 @@ use super::state::CallState;
 
 /// Adds the imports of every supported version to the linker.
 pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    v0_3::Provider::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
     v0_2::Provider::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
     v0_1::Provider::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
     Ok(())
@@ -27,12 +31,14 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
 pub enum AdapterPre {
     V0_1(v0_1::ProviderPre<CallState>),
     V0_2(v0_2::ProviderPre<CallState>),
+    V0_3(v0_3::ProviderPre<CallState>),
 }
 
 /// One instance of an adapter, whatever version it speaks.
 pub enum Instance {
     V0_1(v0_1::Provider),
     V0_2(v0_2::Provider),
+    V0_3(v0_3::Provider),
 }
 
 type Answer<T> = wasmtime::Result<Result<T, ProviderError>>;
@@ -42,6 +48,7 @@ impl AdapterPre {
         Ok(match version {
             ContractVersion::V0_1 => Self::V0_1(v0_1::ProviderPre::new(pre)?),
             ContractVersion::V0_2 => Self::V0_2(v0_2::ProviderPre::new(pre)?),
+            ContractVersion::V0_3 => Self::V0_3(v0_3::ProviderPre::new(pre)?),
         })
     }
 
@@ -49,6 +56,7 @@ impl AdapterPre {
         match self {
             Self::V0_1(pre) => pre.engine(),
             Self::V0_2(pre) => pre.engine(),
+            Self::V0_3(pre) => pre.engine(),
         }
     }
 
@@ -56,6 +64,7 @@ impl AdapterPre {
         Ok(match self {
             Self::V0_1(pre) => Instance::V0_1(pre.instantiate_async(store).await?),
             Self::V0_2(pre) => Instance::V0_2(pre.instantiate_async(store).await?),
+            Self::V0_3(pre) => Instance::V0_3(pre.instantiate_async(store).await?),
         })
     }
 }
@@ -64,7 +73,8 @@ impl Instance {
     pub async fn init(&self, store: impl AsContextMut<Data = CallState>, config_json: &str) -> Answer<Capabilities> {
         match self {
             Self::V0_1(i) => v0_1::convert(i.wharf_provider_adapter().call_init(store, config_json).await),
-            Self::V0_2(i) => i.wharf_provider_adapter().call_init(store, config_json).await,
+            Self::V0_2(i) => v0_2::convert(i.wharf_provider_adapter().call_init(store, config_json).await),
+            Self::V0_3(i) => i.wharf_provider_adapter().call_init(store, config_json).await,
         }
     }
 
@@ -75,7 +85,8 @@ impl Instance {
     ) -> Answer<ObjectInfo> {
         match self {
             Self::V0_1(i) => v0_1::convert(i.wharf_provider_adapter().call_upload(store, &request.into()).await),
-            Self::V0_2(i) => i.wharf_provider_adapter().call_upload(store, &request).await,
+            Self::V0_2(i) => v0_2::convert(i.wharf_provider_adapter().call_upload(store, &request.into()).await),
+            Self::V0_3(i) => i.wharf_provider_adapter().call_upload(store, &request).await,
         }
     }
 
@@ -98,7 +109,10 @@ impl Instance {
                 }
                 v0_1::convert(i.wharf_provider_adapter().call_download(store, &target.into(), derived).await)
             }
-            Self::V0_2(i) => i.wharf_provider_adapter().call_download(store, target, derived, range).await,
+            Self::V0_2(i) => v0_2::convert(
+                i.wharf_provider_adapter().call_download(store, &target.into(), derived, range.map(Into::into)).await,
+            ),
+            Self::V0_3(i) => i.wharf_provider_adapter().call_download(store, target, derived, range).await,
         }
     }
 
@@ -108,14 +122,16 @@ impl Instance {
                 ErrorKind::Unsupported,
                 "this adapter is built for wharf:provider@0.1.0, which cannot resolve references",
             ))),
-            Self::V0_2(i) => i.wharf_provider_adapter().call_resolve(store, reference).await,
+            Self::V0_2(i) => v0_2::convert(i.wharf_provider_adapter().call_resolve(store, reference).await),
+            Self::V0_3(i) => i.wharf_provider_adapter().call_resolve(store, reference).await,
         }
     }
 
     pub async fn stat(&self, store: impl AsContextMut<Data = CallState>, target: &ObjectRef) -> Answer<ObjectInfo> {
         match self {
             Self::V0_1(i) => v0_1::convert(i.wharf_provider_adapter().call_stat(store, &target.into()).await),
-            Self::V0_2(i) => i.wharf_provider_adapter().call_stat(store, target).await,
+            Self::V0_2(i) => v0_2::convert(i.wharf_provider_adapter().call_stat(store, &target.into()).await),
+            Self::V0_3(i) => i.wharf_provider_adapter().call_stat(store, target).await,
         }
     }
 
@@ -127,14 +143,16 @@ impl Instance {
     ) -> Answer<Page> {
         match self {
             Self::V0_1(i) => v0_1::convert(i.wharf_provider_adapter().call_list(store, cursor, limit).await),
-            Self::V0_2(i) => i.wharf_provider_adapter().call_list(store, cursor, limit).await,
+            Self::V0_2(i) => v0_2::convert(i.wharf_provider_adapter().call_list(store, cursor, limit).await),
+            Self::V0_3(i) => i.wharf_provider_adapter().call_list(store, cursor, limit).await,
         }
     }
 
     pub async fn delete(&self, store: impl AsContextMut<Data = CallState>, target: &ObjectRef) -> Answer<()> {
         match self {
             Self::V0_1(i) => v0_1::convert(i.wharf_provider_adapter().call_delete(store, &target.into()).await),
-            Self::V0_2(i) => i.wharf_provider_adapter().call_delete(store, target).await,
+            Self::V0_2(i) => v0_2::convert(i.wharf_provider_adapter().call_delete(store, &target.into()).await),
+            Self::V0_3(i) => i.wharf_provider_adapter().call_delete(store, target).await,
         }
     }
 
@@ -148,7 +166,10 @@ impl Instance {
             Self::V0_1(i) => {
                 v0_1::convert(i.wharf_provider_adapter().call_presign(store, &target.into(), expires_in_secs).await)
             }
-            Self::V0_2(i) => i.wharf_provider_adapter().call_presign(store, target, expires_in_secs).await,
+            Self::V0_2(i) => {
+                v0_2::convert(i.wharf_provider_adapter().call_presign(store, &target.into(), expires_in_secs).await)
+            }
+            Self::V0_3(i) => i.wharf_provider_adapter().call_presign(store, target, expires_in_secs).await,
         }
     }
 }

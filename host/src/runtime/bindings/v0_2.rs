@@ -1,9 +1,12 @@
-//! Host bindings of `wharf:provider@0.2.0` (`wit/provider.wit`), the current
-//! contract. Its types are the host's own: other versions convert to them.
+//! Host bindings of `wharf:provider@0.2.0` (`wit/0.2.0/provider.wit`): all
+//! of the current contract but `body.with-sha256-trailer`, which a 0.2.0
+//! adapter cannot ask for. Its imports are the current ones under an older
+//! name ([`imports_of_older_version!`]); its exports have the current shapes
+//! and convert field by field.
 
 wasmtime::component::bindgen!({
     world: "provider",
-    path: "../wit",
+    path: "../wit/0.2.0",
     imports: { default: async | trappable },
     exports: { default: async },
     with: {
@@ -11,7 +14,62 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use self::exports::wharf::provider::adapter::{
-    ByteRange, Capabilities, ContentKind, DownloadResult, DownloadSupport, ObjectRef, Page, UploadRequest,
-};
-pub use self::wharf::provider::types::{ErrorKind, ObjectInfo, ProviderError};
+use self::exports::wharf::provider::adapter;
+use self::wharf::provider::{http, log, secrets, storage, types};
+
+imports_of_older_version!();
+
+impl From<adapter::Capabilities> for v0_3::Capabilities {
+    fn from(c: adapter::Capabilities) -> Self {
+        Self {
+            download: match c.download {
+                adapter::DownloadSupport::Original => v0_3::DownloadSupport::Original,
+                adapter::DownloadSupport::Derived => v0_3::DownloadSupport::Derived,
+                adapter::DownloadSupport::None => v0_3::DownloadSupport::None,
+            },
+            stat: c.stat,
+            list: c.list,
+            delete: c.delete,
+            presign: c.presign,
+            resumable_upload: c.resumable_upload,
+            persistent: c.persistent,
+            max_size: c.max_size,
+            ranged_download: c.ranged_download,
+            resolve: c.resolve,
+        }
+    }
+}
+
+impl From<adapter::DownloadResult> for v0_3::DownloadResult {
+    fn from(d: adapter::DownloadResult) -> Self {
+        let kind = match d.kind {
+            adapter::ContentKind::Original => v0_3::ContentKind::Original,
+            adapter::ContentKind::Derived => v0_3::ContentKind::Derived,
+        };
+        Self { content: d.content, kind, mime: d.mime }
+    }
+}
+
+impl From<adapter::Page> for v0_3::Page {
+    fn from(p: adapter::Page) -> Self {
+        Self { items: p.items.into_iter().map(Into::into).collect(), next_cursor: p.next_cursor }
+    }
+}
+
+impl From<&v0_3::ObjectRef> for adapter::ObjectRef {
+    fn from(r: &v0_3::ObjectRef) -> Self {
+        Self { remote_id: r.remote_id.clone(), purpose: r.purpose.clone() }
+    }
+}
+
+impl From<v0_3::ByteRange> for adapter::ByteRange {
+    fn from(r: v0_3::ByteRange) -> Self {
+        Self { offset: r.offset, length: r.length }
+    }
+}
+
+impl From<v0_3::UploadRequest> for adapter::UploadRequest {
+    fn from(r: v0_3::UploadRequest) -> Self {
+        Self { content: r.content, name: r.name, mime: r.mime, size: r.size, sha256: r.sha256, purpose: r.purpose }
+    }
+}

@@ -2,8 +2,8 @@
 
 use wasmtime::component::Resource;
 
-use crate::body::{Body, BodyError};
-use crate::runtime::bindings::v0_2::wharf::provider::types::{Host, HostBody};
+use crate::body::{Body, BodyError, Trailed};
+use crate::runtime::bindings::v0_3::wharf::provider::types::{Host, HostBody};
 use crate::runtime::bindings::{ErrorKind, ProviderError};
 use crate::runtime::state::CallState;
 
@@ -15,9 +15,12 @@ impl From<BodyError> for ProviderError {
         let kind = match err {
             BodyError::TooLarge { .. } => ErrorKind::TooLarge,
             BodyError::Http(_) => ErrorKind::Unavailable,
-            BodyError::Consumed | BodyError::NotSliceable | BodyError::SliceOutOfRange { .. } => {
-                ErrorKind::InvalidRequest
-            }
+            BodyError::Consumed
+            | BodyError::NotSliceable
+            | BodyError::SliceOutOfRange { .. }
+            | BodyError::NotFramable
+            | BodyError::SendOnly
+            | BodyError::BadTrailerName(_) => ErrorKind::InvalidRequest,
             _ => ErrorKind::Other,
         };
         ProviderError::new(kind, err.to_string())
@@ -43,6 +46,17 @@ impl HostBody for CallState {
     ) -> wasmtime::Result<Result<Resource<Body>, ProviderError>> {
         match self.table.get(&body)?.slice(offset, length) {
             Ok(part) => Ok(Ok(self.table.push(part)?)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    async fn with_sha256_trailer(
+        &mut self,
+        body: Resource<Body>,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<Body>, ProviderError>> {
+        match Trailed::new(self.table.get(&body)?, &name) {
+            Ok(framed) => Ok(Ok(self.table.push(Body::Trailed(framed))?)),
             Err(e) => Ok(Err(e.into())),
         }
     }

@@ -8,7 +8,7 @@ use reqwest::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 
 use super::secrets::unknown_secret;
 use crate::body::Body;
-use crate::runtime::bindings::v0_2::wharf::provider::http::{
+use crate::runtime::bindings::v0_3::wharf::provider::http::{
     FormPart, Host, PartContent, Request, RequestBody, Response,
 };
 use crate::runtime::bindings::{ErrorKind, ProviderError};

@@ -1,6 +1,6 @@
 //! `wharf:provider/log`: adapter diagnostics into the host's log.
 
-use crate::runtime::bindings::v0_2::wharf::provider::log::{Host, Level};
+use crate::runtime::bindings::v0_3::wharf::provider::log::{Host, Level};
 use crate::runtime::state::CallState;
 
 impl Host for CallState {

@@ -3,7 +3,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::runtime::bindings::v0_2::wharf::provider::secrets::Host;
+use crate::runtime::bindings::v0_3::wharf::provider::secrets::Host;
 use crate::runtime::bindings::{ErrorKind, ProviderError};
 use crate::runtime::state::CallState;
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use wasmtime::component::Resource;
 
 use crate::body::{Body, FileRange};
-use crate::runtime::bindings::v0_2::wharf::provider::storage::Host;
+use crate::runtime::bindings::v0_3::wharf::provider::storage::Host;
 use crate::runtime::bindings::{ErrorKind, ProviderError};
 use crate::runtime::state::{CallState, GrantedDir};
 use crate::sandbox::{self, WriteError};
