@@ -8,7 +8,9 @@
 //! `scripts/bench` installs the tools and runs this; or
 //! `cargo bench --bench s3_transfer` with `weed` and `aws` in target/test-venv
 //! and `rclone` on PATH. WHARF_BENCH_MIB sets the size (default 1024),
-//! WHARF_BENCH_RUNS the rounds (default 3; the fastest run of each tool is reported).
+//! WHARF_BENCH_RUNS the rounds (default 3; the fastest run of each tool is reported),
+//! WHARF_BENCH_CHECKSUMS=0 turns off Wharf's `checksum_sha256` (on by default:
+//! the AWS CLI signs its payloads over plain HTTP, so the server checks its bytes too).
 //!
 //! Every tool shares the 2 cores with the server, and the source file sits in
 //! the page cache: this compares clients, not disks.
@@ -70,6 +72,10 @@ struct Bench {
     work: PathBuf,
     endpoint: String,
     aws: PathBuf,
+    /// Whether Wharf sends SHA-256 checksums the server checks (single PUTs
+    /// and every multipart part), as the AWS CLI's signed payloads are
+    /// checked: on unless WHARF_BENCH_CHECKSUMS=0.
+    checksums: bool,
 }
 
 impl Bench {
@@ -91,9 +97,10 @@ storage_dir = "{data}/local"
 plugin = "s3"
 allowed_hosts = ["{endpoint}"]
 secrets = {{ access_key_id = "BENCH_S3_KEY_ID", secret_access_key = "BENCH_S3_SECRET" }}
-config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", prefix = "wharf/", checksum_sha256 = true }}
+config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", prefix = "wharf/", checksum_sha256 = {checksums} }}
 "#,
-            endpoint = self.endpoint
+            endpoint = self.endpoint,
+            checksums = self.checksums,
         );
         std::fs::write(&config, text).expect("writing the bench config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
@@ -171,16 +178,30 @@ config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", p
     }
 
     /// Uploads the small files with `wharf upload --jobs 8` into a fresh data
-    /// directory, and with `rclone copy` (its default 4 transfers); their wall times.
-    fn small_files(&self, data: &str, names: &[String]) -> anyhow::Result<(Duration, Duration)> {
+    /// directory, and with `rclone copy` (its default 4 transfers); their wall
+    /// times. One unmeasured upload goes first, so that neither tool pays for
+    /// the fresh server's first volumes; `wharf_first` says who goes next.
+    fn small_files(&self, data: &str, names: &[String], wharf_first: bool) -> anyhow::Result<(Duration, Duration)> {
         measure(&mut self.wharf(data, &["plugins"]))?;
-        let mut args = vec!["upload", "--jobs", "8"];
-        args.extend(names.iter().map(String::as_str));
-        let (wharf, _, out) = measure(&mut self.wharf(data, &args))?;
-        anyhow::ensure!(out.lines().count() == names.len(), "wharf printed {} results", out.lines().count());
-        let target = format!("bench:{BUCKET}/rclone-small");
-        let (rclone, _, _) = measure(&mut self.rclone(&["copy", SMALL_FILES_DIR, &target]))?;
-        Ok((wharf, rclone))
+        measure(&mut self.rclone(&["copyto", &names[0], &format!("bench:{BUCKET}/warm-up")]))?;
+        let wharf = || -> anyhow::Result<Duration> {
+            let mut args = vec!["upload", "--jobs", "8"];
+            args.extend(names.iter().map(String::as_str));
+            let (took, _, out) = measure(&mut self.wharf(data, &args))?;
+            anyhow::ensure!(out.lines().count() == names.len(), "wharf printed {} results", out.lines().count());
+            Ok(took)
+        };
+        let rclone = || -> anyhow::Result<Duration> {
+            let target = format!("bench:{BUCKET}/rclone-small");
+            Ok(measure(&mut self.rclone(&["copy", SMALL_FILES_DIR, &target]))?.0)
+        };
+        if wharf_first {
+            let took = wharf()?;
+            Ok((took, rclone()?))
+        } else {
+            let took = rclone()?;
+            Ok((wharf()?, took))
+        }
     }
 
     fn check_same(&self, a: &str, b: &str) -> anyhow::Result<()> {
@@ -201,6 +222,7 @@ fn mib_s(bytes: u64, took: Duration) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let mib = env_u64("WHARF_BENCH_MIB", 1024);
     let runs = env_u64("WHARF_BENCH_RUNS", 3).max(1);
+    let checksums = env_u64("WHARF_BENCH_CHECKSUMS", 1) != 0;
     let size = mib << 20;
     let aws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/aws");
     anyhow::ensure!(aws.is_file(), "{} is missing; run scripts/bench", aws.display());
@@ -233,7 +255,7 @@ async fn main() -> anyhow::Result<()> {
         for tool in ["wharf", "aws", "rclone"] {
             let server = S3Server::start().await;
             server.create_bucket(BUCKET).await;
-            let bench = Bench { work: work.clone(), endpoint: server.endpoint.clone(), aws: aws.clone() };
+            let bench = Bench { work: work.clone(), endpoint: server.endpoint.clone(), aws: aws.clone(), checksums };
             let (up, down) = match tool {
                 "wharf" => bench.wharf_round_trip(&format!("data{run}"), "big.bin")?,
                 "aws" => bench.aws_round_trip()?,
@@ -252,19 +274,23 @@ async fn main() -> anyhow::Result<()> {
     for run in 0..runs {
         let server = S3Server::start().await;
         server.create_bucket(BUCKET).await;
-        let bench = Bench { work: work.clone(), endpoint: server.endpoint.clone(), aws: aws.clone() };
-        small_files.push(bench.small_files(&format!("data-files{run}"), &names)?);
+        let bench = Bench { work: work.clone(), endpoint: server.endpoint.clone(), aws: aws.clone(), checksums };
+        small_files.push(bench.small_files(&format!("data-files{run}"), &names, run % 2 == 0)?);
     }
     let wharf_files = small_files.iter().map(|(wharf, _)| *wharf).min().expect("at least one run");
     let rclone_files = small_files.iter().map(|(_, rclone)| *rclone).min().expect("at least one run");
     let (small_up, small_down) = {
         let server = S3Server::start().await;
         server.create_bucket(BUCKET).await;
-        let bench = Bench { work: work.clone(), endpoint: server.endpoint.clone(), aws: aws.clone() };
+        let bench = Bench { work: work.clone(), endpoint: server.endpoint.clone(), aws: aws.clone(), checksums };
         bench.wharf_round_trip("data-small", "small.bin")?
     };
 
-    println!("transfer of {mib} MiB to and from a local SeaweedFS S3 server, best of {runs} (page cache warm)");
+    let checked = if checksums { "with" } else { "without" };
+    println!(
+        "transfer of {mib} MiB to and from a local SeaweedFS S3 server, best of {runs} (page cache warm); \
+         wharf {checked} checksum_sha256"
+    );
     let line = |what: &str, (took, rss): Sample| {
         println!(
             "  {what:<22} {:>7.0} MiB/s  ({:>6.2} s, peak RSS {:>4} MiB)",
