@@ -1,8 +1,8 @@
 //! Host bindings of `wharf:provider@0.2.0` (`wit/0.2.0/provider.wit`): all
 //! of the current contract but `body.with-sha256-trailer`, which a 0.2.0
-//! adapter cannot ask for. Its imports are the current ones under an older
-//! name ([`imports_of_older_version!`]); its exports have the current shapes
-//! and convert field by field.
+//! adapter cannot ask for. What it shares with 0.1.0 comes from
+//! [`bridge_older_version!`]; its capabilities and byte ranges, added in
+//! 0.2.0, convert here field by field.
 
 wasmtime::component::bindgen!({
     world: "provider",
@@ -17,7 +17,7 @@ wasmtime::component::bindgen!({
 use self::exports::wharf::provider::adapter;
 use self::wharf::provider::{http, log, secrets, storage, types};
 
-imports_of_older_version!();
+bridge_older_version!();
 
 impl From<adapter::Capabilities> for v0_3::Capabilities {
     fn from(c: adapter::Capabilities) -> Self {
@@ -40,36 +40,8 @@ impl From<adapter::Capabilities> for v0_3::Capabilities {
     }
 }
 
-impl From<adapter::DownloadResult> for v0_3::DownloadResult {
-    fn from(d: adapter::DownloadResult) -> Self {
-        let kind = match d.kind {
-            adapter::ContentKind::Original => v0_3::ContentKind::Original,
-            adapter::ContentKind::Derived => v0_3::ContentKind::Derived,
-        };
-        Self { content: d.content, kind, mime: d.mime }
-    }
-}
-
-impl From<adapter::Page> for v0_3::Page {
-    fn from(p: adapter::Page) -> Self {
-        Self { items: p.items.into_iter().map(Into::into).collect(), next_cursor: p.next_cursor }
-    }
-}
-
-impl From<&v0_3::ObjectRef> for adapter::ObjectRef {
-    fn from(r: &v0_3::ObjectRef) -> Self {
-        Self { remote_id: r.remote_id.clone(), purpose: r.purpose.clone() }
-    }
-}
-
 impl From<v0_3::ByteRange> for adapter::ByteRange {
     fn from(r: v0_3::ByteRange) -> Self {
         Self { offset: r.offset, length: r.length }
-    }
-}
-
-impl From<v0_3::UploadRequest> for adapter::UploadRequest {
-    fn from(r: v0_3::UploadRequest) -> Self {
-        Self { content: r.content, name: r.name, mime: r.mime, size: r.size, sha256: r.sha256, purpose: r.purpose }
     }
 }
