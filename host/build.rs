@@ -97,6 +97,14 @@ fn ensure_target_installed() {
     }
 }
 
+/// The guests' stack, instead of the toolchain's 1 MiB. The stack comes
+/// first in linear memory, so a small one puts the stack, the static data and
+/// the start of the heap in the first pages, which the host keeps resident
+/// between instances (`KEEP_RESIDENT` in src/runtime/mod.rs): a call then
+/// costs no page faults. The template of `wharf plugins new` sets the same
+/// (src/scaffold/template/cargo-config.toml.tmpl).
+const GUEST_STACK_BYTES: u32 = 128 << 10;
+
 fn build_guests(manifest: &Path, target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -104,6 +112,8 @@ fn build_guests(manifest: &Path, target_dir: &Path) {
         .arg(manifest)
         .arg("--target-dir")
         .arg(target_dir)
+        .arg("--config")
+        .arg(format!("target.{TARGET}.rustflags = [\"-C\", \"link-arg=-zstack-size={GUEST_STACK_BYTES}\"]"))
         // The child's stdout would be read as build-script directives.
         .stdout(std::process::Stdio::from(std::io::stderr()));
     // The outer build's flags are for the host, not for wasm guests.

@@ -241,10 +241,14 @@ impl Drop for EpochTicker {
 }
 
 /// How much of a pooled instance's memory, table and async stack stays
-/// mapped between instances. Measured with `cargo bench --bench
-/// call_overhead`: 64 KiB took the median call from 28 µs to 24 µs; 256 KiB
-/// and 1 MiB cost more in zeroing than they save in page faults.
-const KEEP_RESIDENT: usize = 64 << 10;
+/// mapped between instances. The built-in adapters are linked with a 128 KiB
+/// stack, which comes first in linear memory (host/build.rs), so the first
+/// 256 KiB hold everything a call touches: stack, static data and the start
+/// of the heap. Measured with `cargo bench --bench call_overhead`: with the
+/// toolchain's 1 MiB stack the median call took 25 µs whatever stayed
+/// resident (the stack's top and the data lie beyond 1 MiB, so every call
+/// faulted them in again); with 128 KiB and 256 KiB resident it takes 11 µs.
+const KEEP_RESIDENT: usize = 256 << 10;
 
 impl Runtime {
     /// An engine whose instances come from a pooling allocator sized for

@@ -1,5 +1,5 @@
 //! `wharf plugins new NAME`: a new adapter crate in the shape of the built-in
-//! ones (lib, config, core, error; the guest release profile; a README),
+//! ones (lib, config, core, error; the guest release profile and stack; a README),
 //! with the SDK and the contract it builds against, so that it builds for
 //! wasm32-wasip2 on its own and passes `wharf plugins check` unmodified.
 
@@ -11,8 +11,9 @@ use crate::runtime::ContractVersion;
 
 /// The crate's own files, with `{{name}}`, `{{crate}}`, `{{file}}` and
 /// `{{contract}}` filled in.
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 7] = [
     ("Cargo.toml", include_str!("template/Cargo.toml.tmpl")),
+    (".cargo/config.toml", include_str!("template/cargo-config.toml.tmpl")),
     ("README.md", include_str!("template/README.md.tmpl")),
     ("src/lib.rs", include_str!("template/lib.rs.tmpl")),
     ("src/config.rs", include_str!("template/config.rs.tmpl")),
