@@ -163,10 +163,10 @@ pub enum BodyError {
     SliceOutOfRange { offset: u64, length: u64, size: u64 },
 }
 
-/// A file being written from the start, and the digest of what it holds.
 /// How much [`Sink::absorb`] reads back at a time.
 const ABSORB_BUFFER: usize = 1 << 20;
 
+/// A file being written from the start, and the digest of what it holds.
 pub struct Sink {
     file: File,
     hasher: Sha256,

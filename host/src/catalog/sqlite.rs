@@ -192,25 +192,23 @@ struct WriteAheadLog {
     path: PathBuf,
     /// Durable writes committed so far, numbered in commit order.
     committed: AtomicU64,
-    /// The highest of those known to be on disk.
-    synced: AtomicU64,
-    /// Held while syncing: writers that commit meanwhile wait here, and the
-    /// next sync covers them all.
-    syncing: Mutex<()>,
+    /// The highest of those known to be on disk. Held while syncing: writers
+    /// that commit meanwhile wait here, and the next sync covers them all.
+    synced: Mutex<u64>,
 }
 
 impl WriteAheadLog {
     fn new(database: &Path) -> Self {
         let mut path = database.as_os_str().to_owned();
         path.push("-wal");
-        Self { path: path.into(), committed: AtomicU64::new(0), synced: AtomicU64::new(0), syncing: Mutex::new(()) }
+        Self { path: path.into(), committed: AtomicU64::new(0), synced: Mutex::new(0) }
     }
 
     /// Makes commit number `commit`, and every one before it, durable.
     fn sync_through(&self, commit: u64) -> std::io::Result<()> {
-        let _turn = self.syncing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut synced = self.synced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // The sync this one waited for began after `commit` was made.
-        if self.synced.load(Ordering::SeqCst) >= commit {
+        if *synced >= commit {
             return Ok(());
         }
         let covered = self.committed.load(Ordering::SeqCst);
@@ -221,7 +219,7 @@ impl WriteAheadLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        self.synced.store(covered, Ordering::SeqCst);
+        *synced = covered;
         Ok(())
     }
 }
@@ -747,7 +745,8 @@ impl Catalog for SqliteCatalog {
                     link.budget_per_use as i64,
                 ],
             )
-        }).await
+        })
+        .await
         .map(drop)
     }
 

@@ -250,11 +250,10 @@ fn multipart_upload(
     key: &str,
     content: &Body,
     size: u64,
-    headers: Headers,
+    mut headers: Headers,
 ) -> Result<(), ProviderError> {
     let object = config.describe(key);
     let what = format!("CreateMultipartUpload {object}");
-    let mut headers = headers;
     if config.checksum_sha256 {
         headers.push(("x-amz-checksum-algorithm".into(), "SHA256".into()));
     }
