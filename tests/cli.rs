@@ -220,6 +220,15 @@ fn interrupt_mid_transfer(child: std::process::Child, watched: &Path) -> Output 
     child.wait_with_output().unwrap()
 }
 
+/// The holds (upload claims, leases) left in the catalog: an interrupted
+/// batch must release its claims, or the next upload of the same bytes would
+/// wait for them to lapse.
+fn holds_left(scratch: &Scratch) -> Vec<String> {
+    let catalog = rusqlite::Connection::open(scratch.data().join("catalog.sqlite3")).unwrap();
+    let mut names = catalog.prepare("SELECT name FROM holds").unwrap();
+    names.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
 /// Whether two files hold the same bytes, read a piece at a time.
 fn same_bytes(a: &Path, b: &Path) -> bool {
     use std::io::Read;
@@ -260,6 +269,7 @@ fn ctrl_c_stops_a_batch_and_leaves_nothing_partial() {
     let listed = wharf(&scratch, &["--json", "ls"]);
     let recorded: BTreeSet<String> = json_lines(&listed).iter().map(|o| o["name"].as_str().unwrap().into()).collect();
     assert_eq!(recorded, finished, "records exist for the finished uploads only");
+    assert_eq!(holds_left(&scratch), Vec::<String>::new(), "the stopped uploads released their claims");
 
     // Downloads: interrupted while writing into the destination.
     let all = wharf(&scratch, &args[..2].iter().chain(&names).copied().collect::<Vec<_>>());
@@ -280,6 +290,7 @@ fn ctrl_c_stops_a_batch_and_leaves_nothing_partial() {
         std::fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(present, reported, "exactly the finished downloads are in place");
     assert!(present.len() < names.len(), "the batch was stopped halfway: {present:?}");
+    assert_eq!(holds_left(&scratch), Vec::<String>::new(), "the stopped downloads released what they held");
     for name in &present {
         assert!(same_bytes(&dest.join(name), &scratch.work().join(name)), "{name} is complete");
     }

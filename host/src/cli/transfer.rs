@@ -9,14 +9,13 @@ use std::io::IsTerminal as _;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use futures::StreamExt as _;
-use futures::stream::FuturesUnordered;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use tokio_util::task::AbortOnDropHandle;
+use tokio::task::JoinSet;
 
 use super::output::{Output, human_size};
 use wharf::body::Progress;
@@ -169,7 +168,8 @@ struct Planned<W> {
 /// (a result waits for those before it, the transfers do not). The exit code
 /// becomes 1 if any failed, 130 if Ctrl-C stopped the batch. Each transfer
 /// is a task of its own, so that a batch of small files (whose cost is
-/// hashing, catalog writes and adapter calls, not waiting) uses every core.
+/// hashing, catalog writes and adapter calls, not waiting) uses every core;
+/// leaving this function, however it happens, aborts the tasks left.
 async fn run_batch<W, T, Fut>(
     caller: &Caller,
     preparing: &'static str,
@@ -187,45 +187,46 @@ async fn run_batch<W, T, Fut>(
     let mut bars = shows_bars(out).then(|| Bars::new(preparing));
     out.set_bars(bars.as_ref().map(|b| b.multi.clone()));
     let mut waiting = planned.into_iter().enumerate();
-    let mut running = FuturesUnordered::new();
+    let mut running = JoinSet::new();
     let mut results: BTreeMap<usize, Result<T, GatewayError>> = BTreeMap::new();
     let mut printed = 0;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Listening for SIGINT replaces its default action (ending the process)
-    // from the first poll on, before any transfer starts.
+    // from the listener's first poll on. That poll happens here, before any
+    // transfer starts: transfers run on other threads at once, and one
+    // could be writing before the loop below first polls the listener.
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
-    let mut listening = true;
+    let listening = match futures::poll!(&mut interrupt) {
+        Poll::Ready(Err(e)) => {
+            tracing::warn!("cannot listen for Ctrl-C: {e}; it will end the batch abruptly");
+            false
+        }
+        // Ready(Ok) cannot be: no signal was listened for before this poll.
+        _ => true,
+    };
     let mut interrupted = false;
     loop {
         while running.len() < jobs.get()
             && let Some((index, plan)) = waiting.next()
         {
             slots[index].started = Some(Instant::now());
-            // Dropping the handle (Ctrl-C) stops the transfer.
-            let task = AbortOnDropHandle::new(tokio::spawn(transfer(plan.work, slots[index].progress.clone())));
-            running.push(async move {
-                match task.await {
-                    Ok(result) => (index, result),
-                    Err(failed) => std::panic::resume_unwind(failed.into_panic()),
-                }
-            });
+            let work = transfer(plan.work, slots[index].progress.clone());
+            running.spawn(async move { (index, work.await) });
         }
         tokio::select! {
             biased;
-            signal = &mut interrupt, if listening => match signal {
-                Ok(()) => {
-                    interrupted = true;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!("cannot listen for Ctrl-C: {e}; it will end the batch abruptly");
-                    listening = false;
-                }
-            },
-            next = running.next() => {
-                let Some((index, result)) = next else { break };
+            // Only the first poll (above) can fail; from then on the
+            // listener ends with a signal only.
+            _ = &mut interrupt, if listening => {
+                interrupted = true;
+                break;
+            }
+            next = running.join_next() => {
+                let Some(joined) = next else { break };
+                // Only a panic ends a task here: none is aborted before the loop ends.
+                let (index, result) = joined.unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()));
                 slots[index].end(result.is_ok());
                 results.insert(index, result);
                 // Print what is ready in input order.
@@ -242,15 +243,17 @@ async fn run_batch<W, T, Fut>(
         }
     }
     if interrupted {
-        // Dropping the transfers stops them: their temporary files go at
-        // once; the gateway finishes their clean-up (upload claims, backup
-        // records) in tasks of its own, waited for here.
-        drop(running);
         tokio::spawn(async {
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130); // a second Ctrl-C: no more waiting
             }
         });
+        // Aborting the transfers stops them, once each task has dropped its
+        // work (an abort only asks), which `shutdown` waits for. Dropping a
+        // transfer removes its temporary files and hands the rest of its
+        // clean-up (upload claims, backup records) to tasks the gateway
+        // tracks, which `settle` then waits for.
+        running.shutdown().await;
         caller.settle().await;
     }
     if let Some(bars) = bars {
