@@ -286,16 +286,18 @@ impl FileRange {
             }
         }
         let sha256: Option<Digest> = hasher.map(|h| h.finalize().into());
-        if let (Some(expected), Some(actual)) = (self.expected, sha256)
-            && expected != actual
-        {
-            return Err(BodyError::Changed {
-                label: self.label.to_string(),
-                expected: to_hex(&expected),
-                actual: to_hex(&actual),
-            });
+        if let (Some(expected), Some(actual)) = (self.expected, &sha256) {
+            self.check(expected, actual)?;
         }
         Ok((done, sha256))
+    }
+
+    /// Fails with [`BodyError::Changed`] unless the range read as `expected`.
+    fn check(&self, expected: Digest, actual: &Digest) -> Result<(), BodyError> {
+        if expected == *actual {
+            return Ok(());
+        }
+        Err(BodyError::Changed { label: self.label.to_string(), expected: to_hex(&expected), actual: to_hex(actual) })
     }
 
     /// Copies the range to `sink`, hashing it.
@@ -397,7 +399,13 @@ impl Body {
             Body::File(mut range) => tokio::task::spawn_blocking(move || {
                 let mut sink = sink;
                 range.progress = range.progress.or(progress);
-                let result = range.for_each_chunk(false, |chunk| sink.write(chunk)).map(|_| ());
+                // An empty sink's digest at the end is the range's: checking
+                // that one spares hashing every byte twice.
+                let expected = if sink.size() == 0 { range.expected.take() } else { None };
+                let result = range.for_each_chunk(false, |chunk| sink.write(chunk)).and_then(|_| match expected {
+                    Some(expected) => range.check(expected, &sink.copied().sha256),
+                    None => Ok(()),
+                });
                 (sink, result)
             })
             .await
@@ -574,5 +582,31 @@ mod tests {
         }
         assert!(matches!(Trailed::new(&whole, "bad name:"), Err(BodyError::BadTrailerName(_))));
         assert!(matches!(Trailed::new(&Body::Response(None), "x"), Err(BodyError::NotFramable)));
+    }
+
+    /// A file copied into a sink, fresh or appended to, is checked against
+    /// the digest it was hashed to: a file that no longer reads so fails.
+    #[tokio::test]
+    async fn a_copied_file_is_checked_against_its_digest() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"hello, world").unwrap();
+        let range = FileRange::whole(file, "source").unwrap();
+        for (before, expected, accepted) in [
+            (&b""[..], digest_of(b"hello, world"), true),
+            (&b""[..], digest_of(b"hello, there"), false),
+            (&b"greeting: "[..], digest_of(b"hello, world"), true),
+            (&b"greeting: "[..], digest_of(b"hello, there"), false),
+        ] {
+            let mut sink = Sink::new(tempfile::tempfile().unwrap(), "copy".into());
+            sink.write(before).unwrap();
+            let body = Body::File(FileRange { expected: Some(expected), ..range.clone() });
+            let (sink, result) = body.append_to(sink, None).await;
+            match result {
+                Ok(()) => assert!(accepted, "{before:?} + a file taken for another"),
+                Err(BodyError::Changed { label, .. }) => assert!(!accepted && label == "source", "{before:?}"),
+                Err(e) => panic!("{e}"),
+            }
+            assert_eq!(sink.copied().sha256, digest_of(&[before, b"hello, world"].concat()));
+        }
     }
 }
