@@ -1,6 +1,6 @@
 //! 1 GiB through the local adapter with the release `wharf` binary, against a
 //! plain fsynced copy of the same file (`dd bs=1M conv=fsync`) in the same
-//! run, Wharf's peak RSS, and the re-upload of the unchanged file through
+//! round, over a few rounds, Wharf's peak RSS, and the re-upload of the unchanged file through
 //! the gateway library (the file-identity index makes it a `stat`).
 //!
 //! `cargo bench --bench transfer` (set WHARF_BENCH_MIB to change the size).
@@ -14,8 +14,15 @@ fn mib() -> u64 {
     std::env::var("WHARF_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024)
 }
 
-/// Runs a command, returning its wall time and peak RSS in KiB.
-fn measure(cmd: &mut Command) -> anyhow::Result<(Duration, i64, String)> {
+/// What a command took: wall time, CPU time (user and system) and peak RSS.
+struct Took {
+    wall: Duration,
+    cpu: Duration,
+    rss_kib: i64,
+}
+
+/// Runs a command, returning what it took and its standard output.
+fn measure(cmd: &mut Command) -> anyhow::Result<(Took, String)> {
     let started = Instant::now();
     let child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
     let pid = child.id() as libc::pid_t;
@@ -27,21 +34,31 @@ fn measure(cmd: &mut Command) -> anyhow::Result<(Duration, i64, String)> {
     // SAFETY: waits for our own child; `usage` is a valid out-parameter.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     anyhow::ensure!(waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed");
-    Ok((started.elapsed(), usage.ru_maxrss, out))
+    let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
+    Ok((Took { wall: started.elapsed(), cpu, rss_kib: usage.ru_maxrss }, out))
 }
 
 fn throughput(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / took.as_secs_f64()
 }
 
+/// Rounds of upload and download, each on a fresh data directory, with
+/// Wharf and `dd` taking turns at going first: the disk's speed drifts
+/// within a run, and whoever goes first meets a different page cache.
+const ROUNDS: usize = 5;
+
+struct Round {
+    upload: Took,
+    dd_up: Took,
+    download: Took,
+    dd_down: Took,
+}
+
 fn main() -> anyhow::Result<()> {
     let size = mib() << 20;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
     let work = dir.path();
-    std::fs::write(
-        work.join("providers.toml"),
-        "[host]\ndata_dir = \"data\"\nsandbox_roots = [\".\"]\n[providers.local]\nplugin = \"local\"\nstorage_dir = \"data/local\"\n",
-    )?;
     let source = work.join("big.bin");
     {
         let mut file = std::fs::File::create(&source)?;
@@ -52,56 +69,87 @@ fn main() -> anyhow::Result<()> {
             file.write_all(&block)?;
         }
     }
-    let wharf = env!("CARGO_BIN_EXE_wharf");
-    let run = |args: &[&str]| {
-        let mut cmd = Command::new(wharf);
-        cmd.current_dir(work).args(["--json"]).args(args);
-        measure(&mut cmd)
-    };
     let shell = |script: &str| {
         let mut cmd = Command::new("sh");
         cmd.current_dir(work).args(["-c", script]);
         measure(&mut cmd)
     };
-    // Warm the page cache and the compiled-component cache.
+    // Warm the page cache.
     shell("cat big.bin > /dev/null")?;
-    run(&["plugins"])?;
 
-    let (dd_up, _, _) = shell("dd if=big.bin of=copy1.bin bs=1M conv=fsync status=none")?;
-    let (upload, upload_rss, out) = run(&["upload", "big.bin"])?;
-    let id = serde_json::from_str::<serde_json::Value>(&out)?["id"].as_str().unwrap_or_default().to_string();
-    let (dd_down, _, _) = shell("dd if=copy1.bin of=copy2.bin bs=1M conv=fsync status=none")?;
-    let (download, download_rss, _) = run(&["download", &id, "-o", "back.bin"])?;
-    anyhow::ensure!(std::fs::metadata(work.join("back.bin"))?.len() == size, "downloaded size differs");
-    let reupload = reupload_times(work)?;
+    let mut rounds = Vec::new();
+    for round in 0..ROUNDS {
+        let config = format!("round{round}.toml");
+        std::fs::write(
+            work.join(&config),
+            format!(
+                "[host]\ndata_dir = \"data{round}\"\nsandbox_roots = [\".\"]\n\
+                 [providers.local]\nplugin = \"local\"\nstorage_dir = \"data{round}/local\"\n"
+            ),
+        )?;
+        let run = |args: &[&str]| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+            cmd.current_dir(work).args(["--json", "--config", &config]).args(args);
+            measure(&mut cmd)
+        };
+        run(&["plugins"])?; // compiles the component into this data directory's cache
+        let dd_up = || shell("dd if=big.bin of=copy1.bin bs=1M conv=fsync status=none").map(|(took, _)| took);
+        let dd_down = || shell("dd if=copy1.bin of=copy2.bin bs=1M conv=fsync status=none").map(|(took, _)| took);
+        let wharf_first = round % 2 == 1;
+        let ((upload, out), dd_up) = if wharf_first {
+            let wharf = run(&["upload", "big.bin"])?;
+            (wharf, dd_up()?)
+        } else {
+            let dd = dd_up()?;
+            (run(&["upload", "big.bin"])?, dd)
+        };
+        let id = serde_json::from_str::<serde_json::Value>(&out)?["id"].as_str().unwrap_or_default().to_string();
+        let download = || run(&["download", &id, "-o", "back.bin"]).map(|(took, _)| took);
+        let (download, dd_down) = if wharf_first {
+            let wharf = download()?;
+            (wharf, dd_down()?)
+        } else {
+            let dd = dd_down()?;
+            (download()?, dd)
+        };
+        anyhow::ensure!(std::fs::metadata(work.join("back.bin"))?.len() == size, "downloaded size differs");
+        rounds.push(Round { upload, dd_up, download, dd_down });
+        for copy in ["copy1.bin", "copy2.bin", "back.bin"] {
+            std::fs::remove_file(work.join(copy))?;
+        }
+        if round + 1 < ROUNDS {
+            std::fs::remove_dir_all(work.join(format!("data{round}")))?;
+        }
+    }
+    let reupload = reupload_times(work, &format!("round{}.toml", ROUNDS - 1))?;
 
     println!("transfer of {} MiB through the local adapter (source in the page cache, copies fsynced)", mib());
+    for (i, r) in rounds.iter().enumerate() {
+        let leg = |wharf: &Took, dd: &Took| {
+            format!(
+                "{:>4.0} MiB/s vs dd {:>4.0} ({:.2}x; CPU {:.2} s vs {:.2} s; peak RSS {} MiB)",
+                throughput(size, wharf.wall),
+                throughput(size, dd.wall),
+                dd.wall.as_secs_f64() / wharf.wall.as_secs_f64(),
+                wharf.cpu.as_secs_f64(),
+                dd.cpu.as_secs_f64(),
+                wharf.rss_kib / 1024
+            )
+        };
+        let first = if i % 2 == 1 { "wharf" } else { "dd" };
+        println!("  round {} ({first} first)", i + 1);
+        println!("    upload   {}", leg(&r.upload, &r.dd_up));
+        println!("    download {}", leg(&r.download, &r.dd_down));
+    }
+    let median = |ratio: fn(&Round) -> f64| {
+        let mut ratios: Vec<f64> = rounds.iter().map(ratio).collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    };
     println!(
-        "  wharf upload:   {:>8.0} MiB/s  ({:.2} s, peak RSS {} MiB)",
-        throughput(size, upload),
-        upload.as_secs_f64(),
-        upload_rss / 1024
-    );
-    println!(
-        "  wharf download: {:>8.0} MiB/s  ({:.2} s, peak RSS {} MiB)",
-        throughput(size, download),
-        download.as_secs_f64(),
-        download_rss / 1024
-    );
-    println!(
-        "  dd conv=fsync:  {:>8.0} MiB/s  ({:.2} s, the upload's peer)",
-        throughput(size, dd_up),
-        dd_up.as_secs_f64()
-    );
-    println!(
-        "  dd conv=fsync:  {:>8.0} MiB/s  ({:.2} s, the download's peer)",
-        throughput(size, dd_down),
-        dd_down.as_secs_f64()
-    );
-    println!(
-        "  ratio (wharf / dd): upload {:.2}, download {:.2}",
-        dd_up.as_secs_f64() / upload.as_secs_f64(),
-        dd_down.as_secs_f64() / download.as_secs_f64()
+        "  median ratio (wharf / dd) over {ROUNDS} rounds: upload {:.2}, download {:.2}",
+        median(|r| r.dd_up.wall.as_secs_f64() / r.upload.wall.as_secs_f64()),
+        median(|r| r.dd_down.wall.as_secs_f64() / r.download.wall.as_secs_f64()),
     );
     println!(
         "  re-upload of the unchanged file (gateway call, already stored): first {:.2} ms, then median {:.3} ms over {} (a stat: the CLI upload hashed it)",
@@ -119,7 +167,7 @@ const REUPLOADS: usize = 20;
 /// The CLI upload hashed the file after its times had settled, so each is a
 /// stat, an index lookup and a dedup hit; the wait below makes sure the
 /// identity is settled even on a fast machine.
-fn reupload_times(work: &std::path::Path) -> anyhow::Result<(Duration, Duration)> {
+fn reupload_times(work: &std::path::Path, config: &str) -> anyhow::Result<(Duration, Duration)> {
     // An identity is remembered once the file's times are two seconds old.
     let written = std::fs::metadata(work.join("big.bin"))?.modified()?;
     if let Ok(wait) = (written + Duration::from_secs(3)).duration_since(std::time::SystemTime::now()) {
@@ -127,7 +175,7 @@ fn reupload_times(work: &std::path::Path) -> anyhow::Result<(Duration, Duration)
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let mut config = wharf::config::Config::load(&work.join("providers.toml"))?;
+        let mut config = wharf::config::Config::load(&work.join(config))?;
         config.relative_to_first_root = true;
         let caller = wharf::gateway::Gateway::open(config).await?.host_caller();
         let options = wharf::gateway::UploadOptions::default();
