@@ -133,13 +133,13 @@ async fn components_of_older_contracts_serve_beside_current_ones() {
         let info = caller.info(&up.id).await.unwrap();
         let text = serde_json::to_string(&info).unwrap();
         assert!(text.contains(&format!("\"{provider}\"")), "{text}");
+        if plugin(provider).ranged_download {
+            // A range of the copy is a ranged read of that adapter.
+            let streamed = caller.stream_content(&up.id, false, Some((1000, 2000)), "a test").await.unwrap();
+            let chunks: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(streamed.stream).await.unwrap();
+            assert_eq!(chunks.concat(), &content[1000..2000]);
+        }
     }
-    // A range of the 0.2.0 copy is a ranged read of that adapter.
-    let options = UploadOptions { provider: Some("v02".into()), ..Default::default() };
-    let up = caller.upload(Source::Path(scratch.work().join("v02.bin")), &options).await.unwrap();
-    let streamed = caller.stream_content(&up.id, false, Some((1000, 2000)), "a test").await.unwrap();
-    let chunks: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(streamed.stream).await.unwrap();
-    assert_eq!(chunks.concat(), &content[1000..2000]);
 }
 
 #[test]

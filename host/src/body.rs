@@ -476,45 +476,28 @@ impl Body {
             Body::Bytes(bytes) => {
                 let _ = tx.try_send(Ok(bytes));
             }
-            Body::File(range) => {
-                tokio::task::spawn_blocking(move || {
-                    let result = range.for_each_chunk(false, |chunk| {
-                        tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).map_err(|_| BodyError::Consumed)
-                    });
-                    if let Err(e) = result {
-                        let _ = tx.blocking_send(Err(e));
+            Body::File(range) => send_from_blocking(tx, move |send| {
+                range.for_each_chunk(false, |chunk| send(Bytes::copy_from_slice(chunk))).map(drop)
+            }),
+            Body::Trailed(framed) => send_from_blocking(tx, move |send| {
+                if framed.content_len() > 0 {
+                    send(framed.prefix())?;
+                }
+                let sha256 = match &*framed.content {
+                    Body::File(range) => {
+                        let (_, sha256) = range.for_each_chunk(true, |chunk| send(Bytes::copy_from_slice(chunk)))?;
+                        sha256.expect("asked for")
                     }
-                });
-            }
-            Body::Trailed(framed) => {
-                tokio::task::spawn_blocking(move || {
-                    let send = |bytes: Bytes| tx.blocking_send(Ok(bytes)).map_err(|_| BodyError::Consumed);
-                    let sent = (|| {
-                        let sha256 = match &*framed.content {
-                            Body::File(range) => {
-                                if range.len > 0 {
-                                    send(framed.prefix())?;
-                                }
-                                let (_, sha256) =
-                                    range.for_each_chunk(true, |chunk| send(Bytes::copy_from_slice(chunk)))?;
-                                sha256.expect("asked for")
-                            }
-                            Body::Bytes(bytes) => {
-                                if !bytes.is_empty() {
-                                    send(framed.prefix())?;
-                                    send(bytes.clone())?;
-                                }
-                                digest_of(bytes)
-                            }
-                            Body::Response(_) | Body::Trailed(_) => unreachable!("checked by Trailed::new"),
-                        };
-                        send(framed.suffix(&sha256))
-                    })();
-                    if let Err(e) = sent {
-                        let _ = tx.blocking_send(Err(e));
+                    Body::Bytes(bytes) => {
+                        if !bytes.is_empty() {
+                            send(bytes.clone())?;
+                        }
+                        digest_of(bytes)
                     }
-                });
-            }
+                    Body::Response(_) | Body::Trailed(_) => unreachable!("checked by Trailed::new"),
+                };
+                send(framed.suffix(&sha256))
+            }),
             Body::Response(slot) => {
                 tokio::spawn(async move {
                     let Some(mut response) = slot else {
@@ -537,6 +520,20 @@ impl Body {
         }
         rx
     }
+}
+
+/// Runs `produce` on a blocking thread, handing it a way to send chunks
+/// down `tx`; its error, if any, goes down `tx` after them.
+fn send_from_blocking(
+    tx: mpsc::Sender<Result<Bytes, BodyError>>,
+    produce: impl FnOnce(&dyn Fn(Bytes) -> Result<(), BodyError>) -> Result<(), BodyError> + Send + 'static,
+) {
+    tokio::task::spawn_blocking(move || {
+        let send = |bytes: Bytes| tx.blocking_send(Ok(bytes)).map_err(|_| BodyError::Consumed);
+        if let Err(e) = produce(&send) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
 }
 
 #[cfg(test)]

@@ -37,9 +37,11 @@ macro_rules! error_kinds_both_ways {
 /// `bindgen!`, with `adapter` its exports) over the current version's
 /// (`super::v0_3`), with the conversions of their shared types both ways and
 /// of the unchanged export types (download results, pages, object
-/// references, upload requests).
+/// references, upload requests), and of its capabilities: those of 0.1.0
+/// field by field, the ones added since as given (`|c| { field: value, … }`,
+/// `c` being the version's capabilities).
 macro_rules! bridge_older_version {
-    () => {
+    (capabilities since 0.1.0: |$c:ident| { $($added:ident: $value:expr),* $(,)? }) => {
         use wasmtime::component::Resource;
 
         use super::v0_3;
@@ -71,6 +73,26 @@ macro_rules! bridge_older_version {
                     purpose: o.purpose,
                     created_at: o.created_at,
                     expires_at: o.expires_at,
+                }
+            }
+        }
+
+        impl From<adapter::Capabilities> for v0_3::Capabilities {
+            fn from($c: adapter::Capabilities) -> Self {
+                Self {
+                    download: match $c.download {
+                        adapter::DownloadSupport::Original => v0_3::DownloadSupport::Original,
+                        adapter::DownloadSupport::Derived => v0_3::DownloadSupport::Derived,
+                        adapter::DownloadSupport::None => v0_3::DownloadSupport::None,
+                    },
+                    stat: $c.stat,
+                    list: $c.list,
+                    delete: $c.delete,
+                    presign: $c.presign,
+                    resumable_upload: $c.resumable_upload,
+                    persistent: $c.persistent,
+                    max_size: $c.max_size,
+                    $($added: $value,)*
                 }
             }
         }

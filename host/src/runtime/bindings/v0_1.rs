@@ -1,6 +1,6 @@
 //! Host bindings of `wharf:provider@0.1.0` (`wit/0.1.0/provider.wit`): no
 //! byte ranges, no `resolve`. What it shares with the current version comes
-//! from [`bridge_older_version!`]; its capabilities convert here, declaring
+//! from [`bridge_older_version!`], told that its capabilities declare
 //! neither.
 
 wasmtime::component::bindgen!({
@@ -16,26 +16,5 @@ wasmtime::component::bindgen!({
 use self::exports::wharf::provider::adapter;
 use self::wharf::provider::{http, log, secrets, storage, types};
 
-bridge_older_version!();
-
-/// A 0.1.0 adapter offers neither byte ranges nor `resolve`.
-impl From<adapter::Capabilities> for v0_3::Capabilities {
-    fn from(c: adapter::Capabilities) -> Self {
-        Self {
-            download: match c.download {
-                adapter::DownloadSupport::Original => v0_3::DownloadSupport::Original,
-                adapter::DownloadSupport::Derived => v0_3::DownloadSupport::Derived,
-                adapter::DownloadSupport::None => v0_3::DownloadSupport::None,
-            },
-            stat: c.stat,
-            list: c.list,
-            delete: c.delete,
-            presign: c.presign,
-            resumable_upload: c.resumable_upload,
-            persistent: c.persistent,
-            max_size: c.max_size,
-            ranged_download: false,
-            resolve: false,
-        }
-    }
-}
+// A 0.1.0 adapter offers neither byte ranges nor `resolve`.
+bridge_older_version!(capabilities since 0.1.0: |c| { ranged_download: false, resolve: false });

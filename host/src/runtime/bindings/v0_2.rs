@@ -1,8 +1,8 @@
 //! Host bindings of `wharf:provider@0.2.0` (`wit/0.2.0/provider.wit`): all
 //! of the current contract but `body.with-sha256-trailer`, which a 0.2.0
 //! adapter cannot ask for. What it shares with 0.1.0 comes from
-//! [`bridge_older_version!`]; its capabilities and byte ranges, added in
-//! 0.2.0, convert here field by field.
+//! [`bridge_older_version!`], which is told the capabilities added in
+//! 0.2.0; its byte ranges, also new in 0.2.0, convert here.
 
 wasmtime::component::bindgen!({
     world: "provider",
@@ -17,28 +17,10 @@ wasmtime::component::bindgen!({
 use self::exports::wharf::provider::adapter;
 use self::wharf::provider::{http, log, secrets, storage, types};
 
-bridge_older_version!();
-
-impl From<adapter::Capabilities> for v0_3::Capabilities {
-    fn from(c: adapter::Capabilities) -> Self {
-        Self {
-            download: match c.download {
-                adapter::DownloadSupport::Original => v0_3::DownloadSupport::Original,
-                adapter::DownloadSupport::Derived => v0_3::DownloadSupport::Derived,
-                adapter::DownloadSupport::None => v0_3::DownloadSupport::None,
-            },
-            stat: c.stat,
-            list: c.list,
-            delete: c.delete,
-            presign: c.presign,
-            resumable_upload: c.resumable_upload,
-            persistent: c.persistent,
-            max_size: c.max_size,
-            ranged_download: c.ranged_download,
-            resolve: c.resolve,
-        }
-    }
-}
+bridge_older_version!(capabilities since 0.1.0: |c| {
+    ranged_download: c.ranged_download,
+    resolve: c.resolve,
+});
 
 impl From<v0_3::ByteRange> for adapter::ByteRange {
     fn from(r: v0_3::ByteRange) -> Self {
