@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use percent_encoding::percent_decode_str;
 use reqwest::header::{HeaderMap, RANGE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -277,29 +278,13 @@ fn disposition(value: &str) -> (Option<String>, Option<String>) {
         if let Some(v) = param.strip_prefix("filename*=") {
             let encoded = v.get(..7).filter(|p| p.eq_ignore_ascii_case("utf-8''")).map(|_| &v[7..]);
             let encoded = encoded.unwrap_or_else(|| panic!("filename* is not UTF-8'': {value}"));
-            extended = Some(String::from_utf8(percent_decode(encoded)).expect("filename* decodes to UTF-8"));
+            extended =
+                Some(percent_decode_str(encoded).decode_utf8().expect("filename* decodes to UTF-8").into_owned());
         } else if let Some(v) = param.strip_prefix("filename=") {
             plain = Some(v.trim_matches('"').to_string());
         }
     }
     (plain, extended)
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-            out.push(u8::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("bad escape in {s:?}")));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// The file entries of a ZIP, by name; every entry must be stored.

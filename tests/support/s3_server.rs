@@ -16,8 +16,9 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
@@ -249,8 +250,7 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
 /// SigV4 over `host`, `x-amz-content-sha256` and `x-amz-date`: the timestamp
 /// and the Authorization header.
 fn sign(method: &str, path: &str, query: &str, host: &str, extra: &[(&str, &str)], payload: &str) -> (String, String) {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let timestamp = timestamp(secs);
+    let timestamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let date = &timestamp[..8];
     let scope = format!("{date}/{REGION}/s3/aws4_request");
     let mut headers: std::collections::BTreeMap<&str, &str> = extra.iter().copied().collect();
@@ -269,18 +269,4 @@ fn sign(method: &str, path: &str, query: &str, host: &str, extra: &[(&str, &str)
         "AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
     );
     (timestamp, authorization)
-}
-
-/// `YYYYMMDDTHHMMSSZ` (days to a civil date by Howard Hinnant's algorithm).
-fn timestamp(secs: u64) -> String {
-    let z = (secs / 86_400) as i64 + 719_468;
-    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let rem = secs % 86_400;
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -30,7 +30,9 @@ use axum::response::{IntoResponse, Response};
 use axum::serve::{IncomingStream, Listener};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
+use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
+use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -401,26 +403,6 @@ fn is_key_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_/!.*'() &$=@;:+,?-".contains(c)
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn mime_allowed(limits: &BucketLimits, content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     limits.allowed_mime_types.as_ref().is_none_or(|allowed| {
@@ -433,19 +415,7 @@ fn mime_allowed(limits: &BucketLimits, content_type: &str) -> bool {
 
 /// `2024-05-01T12:00:00.000Z`, as Supabase writes timestamps.
 pub fn iso8601(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn object_metadata(object: &Object) -> Value {
@@ -493,7 +463,7 @@ async fn handle(State(fake): State<Arc<Inner>>, ConnectInfo(conn): ConnectInfo<C
     let Some(route) = path.strip_prefix(BASE_PATH) else {
         return (StatusCode::NOT_FOUND, "not a Supabase Storage path").into_response();
     };
-    let route = percent_decode(route);
+    let route = percent_decode_str(route).decode_utf8_lossy().into_owned();
     let query = parts.uri.query().unwrap_or("").to_string();
 
     // Signed URLs are the one route that needs no key.

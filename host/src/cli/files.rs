@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use chrono::{DateTime, NaiveDate, NaiveTime};
 use clap::Args;
 
 use super::output::{Output, human_size};
@@ -309,8 +310,8 @@ fn human_gc(report: &GcReport) -> String {
 }
 
 /// A point in time from `--since`: seconds since the epoch, a date
-/// (YYYY-MM-DD, midnight UTC), an RFC 3339 time in UTC (…T…Z), or an age
-/// back from now (`30d`, `12h`, `15m`, `90s`).
+/// (YYYY-MM-DD, midnight UTC), an RFC 3339 time (…T…Z or …T…+01:00), or an
+/// age back from now (`30d`, `12h`, `15m`, `90s`).
 fn parse_since(text: &str) -> Result<i64, String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let hint = || format!("{text:?} is not a date: use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, or an age such as 7d or 12h");
@@ -329,31 +330,11 @@ fn parse_since(text: &str) -> Result<i64, String> {
         };
         return Ok(now - n * secs);
     }
-    let (date, time) = text.split_once('T').unwrap_or((text, ""));
-    let parts: Vec<i64> = date.split('-').map(|p| p.parse().ok()).collect::<Option<_>>().ok_or_else(hint)?;
-    let [year, month, day] = parts[..] else { return Err(hint()) };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return Err(hint());
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp());
     }
-    let mut secs = days_from_civil(year, month, day) * 86_400;
-    if !time.is_empty() {
-        let time = time.strip_suffix('Z').ok_or_else(|| format!("{text:?}: give times in UTC, ending in Z"))?;
-        let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>().ok_or_else(hint)?;
-        let [h, m, s] = hms[..] else { return Err(hint()) };
-        secs += h * 3600 + m * 60 + s;
-    }
-    Ok(secs)
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| hint())?;
+    Ok(date.and_time(NaiveTime::MIN).and_utc().timestamp())
 }
 
 #[cfg(test)]
@@ -365,10 +346,11 @@ mod tests {
         assert_eq!(parse_since("1970-01-02"), Ok(86_400));
         assert_eq!(parse_since("2026-12-01"), Ok(1_796_083_200));
         assert_eq!(parse_since("2026-12-01T01:02:03Z"), Ok(1_796_083_200 + 3723));
+        assert_eq!(parse_since("2026-12-01T02:02:03+01:00"), Ok(1_796_083_200 + 3723));
         assert_eq!(parse_since("1700000000"), Ok(1_700_000_000));
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
         assert!((parse_since("7d").unwrap() - (now - 7 * 86_400)).abs() <= 1);
-        for bad in ["yesterday", "2026-13-01", "2026-12-01T10:00:00", "7w", ""] {
+        for bad in ["yesterday", "2026-13-01", "2026-02-30", "2026-12-01T10:00:00", "7w", ""] {
             assert!(parse_since(bad).is_err(), "{bad}");
         }
     }

@@ -23,16 +23,18 @@ const TEMPLATES: [(&str, &str); 7] = [
 
 /// Copied as they are: the contract, the SDK, and the lock file the
 /// built-in adapters build with (so the new crate resolves the same versions).
-const VERBATIM: [(&str, &str); 10] = [
+const VERBATIM: [(&str, &str); 12] = [
     ("wit/provider.wit", include_str!("../../../wit/provider.wit")),
     ("Cargo.lock", include_str!("../../../plugins/Cargo.lock")),
     ("vendor/wharf-adapter-sdk/Cargo.toml", include_str!("../../../plugins/sdk/Cargo.toml")),
     ("vendor/wharf-adapter-sdk/src/lib.rs", include_str!("../../../plugins/sdk/src/lib.rs")),
     ("vendor/wharf-adapter-sdk/src/config.rs", include_str!("../../../plugins/sdk/src/config.rs")),
     ("vendor/wharf-adapter-sdk/src/errors.rs", include_str!("../../../plugins/sdk/src/errors.rs")),
+    ("vendor/wharf-adapter-sdk/src/percent.rs", include_str!("../../../plugins/sdk/src/percent.rs")),
     ("vendor/wharf-adapter-sdk/src/provider.rs", include_str!("../../../plugins/sdk/src/provider.rs")),
     ("vendor/wharf-adapter-sdk/src/range.rs", include_str!("../../../plugins/sdk/src/range.rs")),
     ("vendor/wharf-adapter-sdk/src/response.rs", include_str!("../../../plugins/sdk/src/response.rs")),
+    ("vendor/wharf-adapter-sdk/src/timestamp.rs", include_str!("../../../plugins/sdk/src/timestamp.rs")),
     ("rustfmt.toml", include_str!("../../../rustfmt.toml")),
 ];
 
@@ -100,4 +102,28 @@ fn write(path: &Path, text: &str) -> Result<(), ScaffoldError> {
     std::fs::create_dir_all(parent)
         .and_then(|()| std::fs::write(path, text))
         .map_err(|source| ScaffoldError::Write { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An SDK file left out of `VERBATIM` breaks every scaffolded crate, and
+    /// the integration test would see it only after a wasm build.
+    #[test]
+    fn every_sdk_source_is_vendored() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk/src");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&sdk)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut vendored: Vec<String> = VERBATIM
+            .iter()
+            .filter_map(|(path, _)| path.strip_prefix("vendor/wharf-adapter-sdk/src/"))
+            .map(str::to_string)
+            .collect();
+        on_disk.sort();
+        vendored.sort();
+        assert_eq!(vendored, on_disk);
+    }
 }

@@ -12,14 +12,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use wharf_adapter_sdk::http::{self, Request, RequestBody, Response};
 use wharf_adapter_sdk::{
-    Body, ByteRange, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest, log, range,
+    Body, ByteRange, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest, log,
+    percent, range, timestamp,
 };
 
 use crate::config::{CONFIG, Config, MAX_PART};
 use crate::error::{error_in_body, from_response};
 use crate::parse::{self, Element};
 use crate::reference;
-use crate::sigv4::{self, MAX_PRESIGN_SECS, Signer, UNSIGNED_PAYLOAD, canonical_query, uri_encode};
+use crate::sigv4::{self, MAX_PRESIGN_SECS, Signer, UNSIGNED_PAYLOAD, canonical_query};
 
 /// S3 takes at most this many parts per object.
 const MAX_PARTS: u64 = 10_000;
@@ -67,7 +68,7 @@ impl Config {
         match key {
             Some(key) => {
                 path.push('/');
-                path.push_str(&uri_encode(key, true));
+                path.push_str(&percent::encode_path(key));
             }
             None if path.is_empty() => path.push('/'),
             None => {}
@@ -169,7 +170,7 @@ fn encoded_name(name: &str) -> String {
     let mut out = String::new();
     let mut buf = [0u8; 4];
     for c in name.chars() {
-        let encoded = uri_encode(c.encode_utf8(&mut buf), false);
+        let encoded = percent::encode_component(c.encode_utf8(&mut buf));
         if out.len() + encoded.len() > MAX_NAME_BYTES {
             break;
         }
@@ -422,13 +423,13 @@ pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {
         remote_id: key.to_string(),
         name: response
             .header("x-amz-meta-name")
-            .map(parse::percent_decode)
+            .map(percent::decode_lossy)
             .or_else(|| key.rsplit('/').next().map(str::to_string)),
         size: response.header("content-length").and_then(|v| v.parse().ok()),
         sha256,
         mime: response.header("content-type").map(str::to_string),
         purpose: None,
-        created_at: response.header("last-modified").and_then(parse::http_date),
+        created_at: response.header("last-modified").and_then(timestamp::http_date),
         expires_at: None,
     })
 }
@@ -481,7 +482,7 @@ pub fn list(cursor: Option<&str>, limit: u32) -> Result<Page, ProviderError> {
                 sha256: digest.map(str::to_string),
                 mime: None,
                 purpose: None,
-                created_at: entry.text_of("LastModified").and_then(parse::iso8601),
+                created_at: entry.text_of("LastModified").and_then(timestamp::rfc3339),
                 expires_at: None,
             })
         })
@@ -566,6 +567,8 @@ mod tests {
     #[test]
     fn names_are_encoded_and_bounded() {
         assert_eq!(encoded_name("März 1.pdf"), "M%C3%A4rz%201.pdf");
+        let name = "Bericht für 50% – März.pdf";
+        assert_eq!(percent::decode_lossy(&encoded_name(name)), name);
         let long = "ü".repeat(1000);
         let encoded = encoded_name(&long);
         assert!(encoded.len() <= MAX_NAME_BYTES && encoded.ends_with("%BC"), "{encoded}");

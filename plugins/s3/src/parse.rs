@@ -1,5 +1,4 @@
-//! Reading what S3 sends back: small XML documents, dates, and the
-//! percent-encoding this adapter uses for metadata values.
+//! Reading what S3 sends back: small XML documents.
 
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
@@ -91,74 +90,6 @@ pub fn escape(text: &str) -> String {
     quick_xml::escape::escape(text).into_owned()
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let mp = (i64::from(month) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn epoch_secs(year: i64, month: u32, day: u32, h: u64, m: u64, s: u64) -> Option<u64> {
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
-    Some(days * 86_400 + h * 3600 + m * 60 + s)
-}
-
-/// `2024-05-01T12:34:56.000Z`, as ListObjectsV2 gives `LastModified`.
-pub fn iso8601(text: &str) -> Option<u64> {
-    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<u64>().ok();
-    let separators_ok = text.get(4..5) == Some("-")
-        && text.get(7..8) == Some("-")
-        && text.get(10..11) == Some("T")
-        && text.ends_with('Z');
-    if !separators_ok {
-        return None;
-    }
-    epoch_secs(num(0..4)? as i64, num(5..7)? as u32, num(8..10)? as u32, num(11..13)?, num(14..16)?, num(17..19)?)
-}
-
-/// `Wed, 01 May 2024 12:34:56 GMT` (RFC 7231's preferred form), as HeadObject
-/// gives `Last-Modified`.
-pub fn http_date(text: &str) -> Option<u64> {
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let month = MONTHS.iter().position(|m| m == month)? as u32 + 1;
-    let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    epoch_secs(year.parse().ok()?, month, day.parse().ok()?, h, m, s)
-}
-
-/// Reverses `sigv4::uri_encode` for metadata values; invalid UTF-8 is replaced.
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,21 +117,5 @@ mod tests {
         assert_eq!(keys, ["p/a", "p/b"]);
         assert_eq!(doc.text_of("NextContinuationToken"), Some("tok"));
         assert_eq!(doc.text_of("Prefix"), Some(""));
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(iso8601("2013-05-24T00:00:00.000Z"), Some(1_369_353_600));
-        assert_eq!(iso8601("2000-02-29T12:34:56Z"), Some(951_827_696));
-        assert_eq!(http_date("Fri, 24 May 2013 00:00:00 GMT"), Some(1_369_353_600));
-        assert_eq!(iso8601("yesterday"), None);
-        assert_eq!(http_date("Fri, 24 Mai 2013 00:00:00 GMT"), None);
-    }
-
-    #[test]
-    fn percent_decoding_reverses_encoding() {
-        let name = "Bericht für 50% – März.pdf";
-        assert_eq!(percent_decode(&crate::sigv4::uri_encode(name, false)), name);
-        assert_eq!(percent_decode("100%"), "100%");
     }
 }

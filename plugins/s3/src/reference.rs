@@ -5,9 +5,9 @@
 //! signature) is ignored: only the object it names matters.
 
 use wharf_adapter_sdk::ProviderError;
+use wharf_adapter_sdk::percent::decode_lossy;
 
 use crate::config::Config;
-use crate::parse::percent_decode;
 
 /// The key in the configured bucket that `reference` names.
 pub fn key_of(config: &Config, reference: &str) -> Result<String, ProviderError> {
@@ -49,13 +49,12 @@ fn endpoint_url(config: &Config, scheme: &str, rest: &str) -> Option<(String, St
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let authority = authority.to_ascii_lowercase();
     let path = path.strip_prefix(target.base_path.as_str())?.strip_prefix('/')?;
-    let decode = |text: &str| percent_decode(text);
     if authority == target.authority {
         let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
-        return Some((decode(bucket), decode(key)));
+        return Some((decode_lossy(bucket), decode_lossy(key)));
     }
     let bucket = authority.strip_suffix(&target.authority)?.strip_suffix('.')?;
-    Some((bucket.to_string(), decode(path)))
+    Some((bucket.to_string(), decode_lossy(path)))
 }
 
 #[cfg(test)]

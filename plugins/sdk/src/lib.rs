@@ -1,7 +1,7 @@
 //! Everything a Wharf provider adapter needs: the bindings of the
 //! `wharf:provider` world (see `wit/README.md`) and helpers for what every
 //! adapter repeats: reading its config, classifying HTTP failures, reading
-//! small response bodies, byte ranges.
+//! small response bodies, byte ranges, percent-encoding, timestamps.
 //!
 //! An adapter implements [`Provider`] (its capabilities and the operations
 //! it offers) and registers it with `wharf_adapter_sdk::export_adapter!(MyAdapter);`.
@@ -16,9 +16,11 @@ wit_bindgen::generate!({
 
 pub mod config;
 pub mod errors;
+pub mod percent;
 mod provider;
 pub mod range;
 pub mod response;
+pub mod timestamp;
 
 pub use exports::wharf::provider::adapter::{
     ByteRange, Capabilities, ContentKind, DownloadResult, DownloadSupport, ObjectRef, Page, UploadRequest,

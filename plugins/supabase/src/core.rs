@@ -11,8 +11,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_adapter_sdk::http::{self, Request, RequestBody, Response};
+use wharf_adapter_sdk::percent::encode_path;
 use wharf_adapter_sdk::{
-    Body, ByteRange, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest, log, range,
+    Body, ByteRange, ContentKind, DownloadResult, ErrorKind, ObjectInfo, Page, ProviderError, UploadRequest, log,
+    range, timestamp,
 };
 
 use crate::config::{Auth, CONFIG, Config, ListVersion, is_key_char};
@@ -72,19 +74,6 @@ fn json_request(config: &Config, body: &Value) -> (Vec<(String, String)>, Reques
     let mut headers = headers(config);
     headers.push(("content-type".into(), "application/json".into()));
     (headers, RequestBody::Bytes(serde_json::to_vec(body).expect("JSON values serialize")))
-}
-
-/// Percent-encodes a path (keeping `/`): keys may hold spaces, `?`, `&`, ...
-fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for byte in path.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// `{base}/object/{route}{bucket}/{key}`, e.g. route `info/`.
@@ -404,7 +393,7 @@ pub fn stat(remote_id: &str) -> Result<ObjectInfo, ProviderError> {
         sha256: sha256_of(config, key).or_else(|| text(user, "sha256").filter(|s| is_sha256(s))),
         mime: info.content_type.or_else(|| text(system, "mimetype")),
         purpose: text(user, "purpose"),
-        created_at: info.created_at.as_deref().and_then(parse_timestamp),
+        created_at: info.created_at.as_deref().and_then(timestamp::rfc3339),
         expires_at: None,
     })
 }
@@ -534,7 +523,7 @@ impl Listed {
             sha256: sha256_of(config, &key),
             size: field("size").and_then(Value::as_u64),
             mime: field("mimetype").and_then(Value::as_str).map(str::to_string),
-            created_at: self.created_at.as_deref().and_then(parse_timestamp),
+            created_at: self.created_at.as_deref().and_then(timestamp::rfc3339),
             remote_id: key,
             name: None,
             purpose: None,
@@ -640,62 +629,9 @@ fn list_v1(config: &Config, offset: u64, limit: u32) -> Result<Page, ProviderErr
     Ok(Page { items, next_cursor })
 }
 
-// ---- timestamps ----
-
-/// Seconds since the epoch of an ISO 8601 / RFC 3339 timestamp as Supabase
-/// and Postgres write them: `2024-05-01T12:00:00.000Z`,
-/// `2024-05-01T12:00:00.123456+00:00`.
-fn parse_timestamp(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (date, time) = text.split_once(['T', ' '])?;
-    let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (date_parts.next()??, date_parts.next()??, date_parts.next()??);
-    let zone_at = time.find(['Z', 'z', '+', '-']).unwrap_or(time.len());
-    let (clock, zone) = time.split_at(zone_at);
-    let mut clock_parts = clock.split(':');
-    let hour: i64 = clock_parts.next()?.parse().ok()?;
-    let minute: i64 = clock_parts.next()?.parse().ok()?;
-    let second: i64 = clock_parts.next().map_or(Some(0.0), |s| s.parse::<f64>().ok())? as i64;
-    let offset_secs = match zone {
-        "" | "Z" | "z" => 0,
-        _ => {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let digits: String = zone[1..].chars().filter(char::is_ascii_digit).collect();
-            let (h, m) = digits.split_at(digits.len().min(2));
-            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().unwrap_or(0) * 60)
-        }
-    };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    u64::try_from(secs).ok()
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_in_supabase_and_postgres_forms() {
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_timestamp("2024-05-01T12:00:00.000Z"), Some(1_714_564_800));
-        assert_eq!(parse_timestamp("2024-05-01T14:00:00.123456+02:00"), Some(1_714_564_800));
-        assert_eq!(parse_timestamp("2024-05-01 12:00:00+00"), Some(1_714_564_800));
-        assert_eq!(parse_timestamp("yesterday"), None);
-    }
 
     #[test]
     fn paths_are_encoded_but_keep_slashes() {

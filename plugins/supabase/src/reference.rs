@@ -3,7 +3,7 @@
 //! `authenticated/`, `sign/` and `info/` routes to the same object; a query
 //! such as a signed URL's token is ignored), and `BUCKET/KEY`.
 
-use wharf_adapter_sdk::ProviderError;
+use wharf_adapter_sdk::{ProviderError, percent};
 
 use crate::config::Config;
 
@@ -27,7 +27,7 @@ pub fn key_of(config: &Config, reference: &str) -> Result<String, ProviderError>
             )));
         };
         let object = ROUTES.iter().find_map(|route| object.strip_prefix(route)).unwrap_or(object);
-        percent_decode(object)?
+        percent::decode(object).ok_or_else(|| ProviderError::invalid(format!("{object:?} does not decode to UTF-8")))?
     } else {
         reference.to_string()
     };
@@ -42,31 +42,6 @@ pub fn key_of(config: &Config, reference: &str) -> Result<String, ProviderError>
         return Err(ProviderError::invalid(format!("{reference:?} names a bucket or a folder, not an object")));
     }
     Ok(key.to_string())
-}
-
-/// Decodes `%XX` escapes; a URL whose escapes do not decode to UTF-8 names
-/// no key Supabase accepts.
-fn percent_decode(text: &str) -> Result<String, ProviderError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| ProviderError::invalid(format!("{text:?} does not decode to UTF-8")))
 }
 
 #[cfg(test)]
