@@ -9,12 +9,14 @@
 
 #[path = "../../tests/support/kimi_fake.rs"]
 mod fake;
+mod support;
 
 use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fake::FakeKimi;
+use support::{Took, measure};
 use wharf::body::Body;
 use wharf::config::Config;
 use wharf::runtime::{ObjectRef, Runtime};
@@ -28,22 +30,6 @@ fn median_and_p99(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     (us(samples[samples.len() / 2]), us(samples[samples.len() * 99 / 100]))
-}
-
-/// Runs a command, returning its wall time, peak RSS in KiB and stdout.
-fn measure(cmd: &mut Command) -> anyhow::Result<(Duration, i64, String)> {
-    let started = Instant::now();
-    let child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("piped");
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut out)?;
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; `usage` is a valid out-parameter.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    anyhow::ensure!(waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed");
-    Ok((started.elapsed(), usage.ru_maxrss, out))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -124,7 +110,7 @@ async fn run() -> anyhow::Result<()> {
     // up in the child's peak RSS and would hide Wharf's own.
     wharf(&["plugins"]).await??;
     std::io::copy(&mut std::fs::File::open(work.join("big.pdf"))?, &mut std::io::sink())?;
-    let (took, rss, _) = wharf(&["upload", "--provider", "kimi", "big.pdf"]).await??;
+    let (Took { wall: took, rss_kib: rss, .. }, _) = wharf(&["upload", "--provider", "kimi", "big.pdf"]).await??;
     let received = fake.files().last().map_or(0, |f| f.content.len() as u64);
     anyhow::ensure!(received == size, "the fake received {received} of {size} bytes");
     println!(

@@ -17,6 +17,8 @@
 //! `cargo bench --bench mcp` (or `scripts/bench --bench mcp`). Client and
 //! server share the machine's cores and the files sit in the page cache.
 
+mod support;
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -25,15 +27,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 use sha2::Digest as _;
+use support::env_u64;
 
 const MIB: u64 = 1 << 20;
 const WARMUP_CALLS: usize = 50;
 const LEGACY: &str = "2025-11-25";
 const MODERN: &str = "2026-07-28";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn wharf() -> &'static str {
     env!("CARGO_BIN_EXE_wharf")

@@ -17,15 +17,17 @@
 
 #[path = "../../tests/support/s3_server.rs"]
 mod s3_server;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use s3_server::{ACCESS_KEY_ID, REGION, S3Server, SECRET_ACCESS_KEY};
+use support::{Took, env_u64, measure};
 
 const BUCKET: &str = "bench";
 
@@ -36,26 +38,6 @@ const SMALL_MIB: u64 = 128;
 /// Where the many small files are, under the bench's directory.
 const SMALL_FILES_DIR: &str = "small-files";
 const SMALL_FILE_BYTES: usize = 4096;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Runs a command, returning its wall time, peak RSS in KiB and stdout.
-fn measure(cmd: &mut Command) -> anyhow::Result<(Duration, i64, String)> {
-    let started = Instant::now();
-    let child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("starting {cmd:?}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("piped");
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut out)?;
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; `usage` is a valid out-parameter.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    anyhow::ensure!(waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed");
-    Ok((started.elapsed(), usage.ru_maxrss, out))
-}
 
 fn write_source(path: &Path, mib: u64) -> anyhow::Result<()> {
     let mut file = std::fs::File::create(path)?;
@@ -119,29 +101,31 @@ config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", p
     /// is warmed first.
     fn wharf_round_trip(&self, data: &str, file: &str) -> anyhow::Result<(Sample, Sample)> {
         measure(&mut self.wharf(data, &["plugins"]))?;
-        let (up, up_rss, out) = measure(&mut self.wharf(data, &["upload", file]))?;
+        let (Took { wall: up, rss_kib: up_rss, .. }, out) = measure(&mut self.wharf(data, &["upload", file]))?;
         let id = serde_json::from_str::<serde_json::Value>(&out)?["id"]
             .as_str()
             .context("wharf upload printed no id")?
             .to_string();
         let back = format!("{file}.wharf-back");
-        let (down, down_rss, _) = measure(&mut self.wharf(data, &["download", &id, "-o", &back]))?;
+        let (Took { wall: down, rss_kib: down_rss, .. }, _) =
+            measure(&mut self.wharf(data, &["download", &id, "-o", &back]))?;
         self.check_same(file, &back)?;
         Ok(((up, up_rss), (down, down_rss)))
     }
 
     fn aws_round_trip(&self) -> anyhow::Result<(Sample, Sample)> {
         let key = format!("s3://{BUCKET}/aws/big.bin");
-        let (up, up_rss, _) = measure(&mut self.aws(&["big.bin", &key]))?;
-        let (down, down_rss, _) = measure(&mut self.aws(&[&key, "aws-back.bin"]))?;
+        let (Took { wall: up, rss_kib: up_rss, .. }, _) = measure(&mut self.aws(&["big.bin", &key]))?;
+        let (Took { wall: down, rss_kib: down_rss, .. }, _) = measure(&mut self.aws(&[&key, "aws-back.bin"]))?;
         self.check_same("big.bin", "aws-back.bin")?;
         Ok(((up, up_rss), (down, down_rss)))
     }
 
     fn rclone_round_trip(&self) -> anyhow::Result<(Sample, Sample)> {
         let key = format!("bench:{BUCKET}/rclone/big.bin");
-        let (up, up_rss, _) = measure(&mut self.rclone(&["copyto", "big.bin", &key]))?;
-        let (down, down_rss, _) = measure(&mut self.rclone(&["copyto", &key, "rclone-back.bin"]))?;
+        let (Took { wall: up, rss_kib: up_rss, .. }, _) = measure(&mut self.rclone(&["copyto", "big.bin", &key]))?;
+        let (Took { wall: down, rss_kib: down_rss, .. }, _) =
+            measure(&mut self.rclone(&["copyto", &key, "rclone-back.bin"]))?;
         self.check_same("big.bin", "rclone-back.bin")?;
         Ok(((up, up_rss), (down, down_rss)))
     }
@@ -187,13 +171,13 @@ config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", p
         let wharf = || -> anyhow::Result<Duration> {
             let mut args = vec!["upload", "--jobs", "8"];
             args.extend(names.iter().map(String::as_str));
-            let (took, _, out) = measure(&mut self.wharf(data, &args))?;
+            let (Took { wall: took, .. }, out) = measure(&mut self.wharf(data, &args))?;
             anyhow::ensure!(out.lines().count() == names.len(), "wharf printed {} results", out.lines().count());
             Ok(took)
         };
         let rclone = || -> anyhow::Result<Duration> {
             let target = format!("bench:{BUCKET}/rclone-small");
-            Ok(measure(&mut self.rclone(&["copy", SMALL_FILES_DIR, &target]))?.0)
+            Ok(measure(&mut self.rclone(&["copy", SMALL_FILES_DIR, &target]))?.0.wall)
         };
         if wharf_first {
             let took = wharf()?;

@@ -18,6 +18,8 @@
 //! Client and servers share the machine's cores and the file sits in the page
 //! cache: this compares servers on loopback, not disks or networks.
 
+mod support;
+
 use std::io::{BufRead as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
+use support::env_u64;
 
 const MIB: u64 = 1 << 20;
 /// Part 2: concurrent clients and pairs per client.
@@ -39,10 +42,6 @@ const RSS_CLIENTS: usize = 16;
 /// Targets from the design.
 const TARGET_RATIO: f64 = 0.9;
 const TARGET_RSS_MIB: u64 = 128;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// The content of the big file: a 1 MiB block whose first 8 bytes are the
 /// block's index, so that a misplaced block is noticed.

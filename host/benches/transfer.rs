@@ -6,38 +6,13 @@
 //! `cargo bench --bench transfer` (set WHARF_BENCH_MIB to change the size).
 //! The source sits in the page cache; every copy is fsynced to disk.
 
+mod support;
+
 use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn mib() -> u64 {
-    std::env::var("WHARF_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024)
-}
-
-/// What a command took: wall time, CPU time (user and system) and peak RSS.
-struct Took {
-    wall: Duration,
-    cpu: Duration,
-    rss_kib: i64,
-}
-
-/// Runs a command, returning what it took and its standard output.
-fn measure(cmd: &mut Command) -> anyhow::Result<(Took, String)> {
-    let started = Instant::now();
-    let child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("piped");
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut out)?;
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; `usage` is a valid out-parameter.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    anyhow::ensure!(waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed");
-    let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
-    Ok((Took { wall: started.elapsed(), cpu, rss_kib: usage.ru_maxrss }, out))
-}
+use support::{Took, env_u64, measure};
 
 fn throughput(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / took.as_secs_f64()
@@ -56,7 +31,7 @@ struct Round {
 }
 
 fn main() -> anyhow::Result<()> {
-    let size = mib() << 20;
+    let size = env_u64("WHARF_BENCH_MIB", 1024) << 20;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
     let work = dir.path();
     let source = work.join("big.bin");
@@ -123,7 +98,10 @@ fn main() -> anyhow::Result<()> {
     }
     let reupload = reupload_times(work, &format!("round{}.toml", ROUNDS - 1))?;
 
-    println!("transfer of {} MiB through the local adapter (source in the page cache, copies fsynced)", mib());
+    println!(
+        "transfer of {} MiB through the local adapter (source in the page cache, copies fsynced)",
+        env_u64("WHARF_BENCH_MIB", 1024)
+    );
     for (i, r) in rounds.iter().enumerate() {
         let leg = |wharf: &Took, dd: &Took| {
             format!(
