@@ -25,6 +25,7 @@ fn main() {
         build_guests(&root.join(manifest), &wasm_target_dir);
     }
 
+    println!("cargo:rustc-env=WHARF_GUEST_STACK_BYTES={GUEST_STACK_BYTES}");
     let out = wasm_target_dir.join(TARGET).join("release");
     println!("cargo:rustc-env=WHARF_BUILTIN_PLUGIN_DIR={}", out.display());
     write_embedded(&root.join("plugins"), &out);
@@ -101,8 +102,8 @@ fn ensure_target_installed() {
 /// first in linear memory, so a small one puts the stack, the static data and
 /// the start of the heap in the first pages, which the host keeps resident
 /// between instances (`KEEP_RESIDENT` in src/runtime/mod.rs): a call then
-/// costs no page faults. The template of `wharf plugins new` sets the same
-/// (src/scaffold/template/cargo-config.toml.tmpl).
+/// costs no page faults. `wharf plugins new` writes the same into the new
+/// crate's .cargo/config.toml (`WHARF_GUEST_STACK_BYTES`).
 const GUEST_STACK_BYTES: u32 = 128 << 10;
 
 fn build_guests(manifest: &Path, target_dir: &Path) {

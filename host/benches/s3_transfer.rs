@@ -31,8 +31,6 @@ use support::{Took, env_u64, measure};
 
 const BUCKET: &str = "bench";
 
-/// Wall time and peak RSS (KiB) of one run.
-type Sample = (Duration, i64);
 /// Size of the second Wharf run that shows RSS does not grow with the file.
 const SMALL_MIB: u64 = 128;
 /// Where the many small files are, under the bench's directory.
@@ -99,35 +97,33 @@ config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", p
     /// Uploads then downloads `file` with Wharf, in a fresh data directory
     /// (so the upload is never deduplicated) whose compiled-component cache
     /// is warmed first.
-    fn wharf_round_trip(&self, data: &str, file: &str) -> anyhow::Result<(Sample, Sample)> {
+    fn wharf_round_trip(&self, data: &str, file: &str) -> anyhow::Result<(Took, Took)> {
         measure(&mut self.wharf(data, &["plugins"]))?;
-        let (Took { wall: up, rss_kib: up_rss, .. }, out) = measure(&mut self.wharf(data, &["upload", file]))?;
+        let (up, out) = measure(&mut self.wharf(data, &["upload", file]))?;
         let id = serde_json::from_str::<serde_json::Value>(&out)?["id"]
             .as_str()
             .context("wharf upload printed no id")?
             .to_string();
         let back = format!("{file}.wharf-back");
-        let (Took { wall: down, rss_kib: down_rss, .. }, _) =
-            measure(&mut self.wharf(data, &["download", &id, "-o", &back]))?;
+        let (down, _) = measure(&mut self.wharf(data, &["download", &id, "-o", &back]))?;
         self.check_same(file, &back)?;
-        Ok(((up, up_rss), (down, down_rss)))
+        Ok((up, down))
     }
 
-    fn aws_round_trip(&self) -> anyhow::Result<(Sample, Sample)> {
+    fn aws_round_trip(&self) -> anyhow::Result<(Took, Took)> {
         let key = format!("s3://{BUCKET}/aws/big.bin");
-        let (Took { wall: up, rss_kib: up_rss, .. }, _) = measure(&mut self.aws(&["big.bin", &key]))?;
-        let (Took { wall: down, rss_kib: down_rss, .. }, _) = measure(&mut self.aws(&[&key, "aws-back.bin"]))?;
+        let (up, _) = measure(&mut self.aws(&["big.bin", &key]))?;
+        let (down, _) = measure(&mut self.aws(&[&key, "aws-back.bin"]))?;
         self.check_same("big.bin", "aws-back.bin")?;
-        Ok(((up, up_rss), (down, down_rss)))
+        Ok((up, down))
     }
 
-    fn rclone_round_trip(&self) -> anyhow::Result<(Sample, Sample)> {
+    fn rclone_round_trip(&self) -> anyhow::Result<(Took, Took)> {
         let key = format!("bench:{BUCKET}/rclone/big.bin");
-        let (Took { wall: up, rss_kib: up_rss, .. }, _) = measure(&mut self.rclone(&["copyto", "big.bin", &key]))?;
-        let (Took { wall: down, rss_kib: down_rss, .. }, _) =
-            measure(&mut self.rclone(&["copyto", &key, "rclone-back.bin"]))?;
+        let (up, _) = measure(&mut self.rclone(&["copyto", "big.bin", &key]))?;
+        let (down, _) = measure(&mut self.rclone(&["copyto", &key, "rclone-back.bin"]))?;
         self.check_same("big.bin", "rclone-back.bin")?;
-        Ok(((up, up_rss), (down, down_rss)))
+        Ok((up, down))
     }
 
     fn aws(&self, args: &[&str]) -> Command {
@@ -234,7 +230,7 @@ async fn main() -> anyhow::Result<()> {
     // all, and the disk holds one uploaded copy at a time. Tools take turns
     // within a round, so that the load of this shared machine weighs on all
     // of them alike; the fastest run of each counts.
-    let mut samples: BTreeMap<(&str, &str), Vec<Sample>> = BTreeMap::new();
+    let mut samples: BTreeMap<(&str, &str), Vec<Took>> = BTreeMap::new();
     for run in 0..runs {
         for tool in ["wharf", "aws", "rclone"] {
             let server = S3Server::start().await;
@@ -249,8 +245,8 @@ async fn main() -> anyhow::Result<()> {
             samples.entry((tool, "down")).or_default().push(down);
         }
     }
-    let best = |tool: &'static str, way: &'static str| -> Sample {
-        samples[&(tool, way)].iter().copied().min_by_key(|s| s.0).expect("at least one run")
+    let best = |tool: &'static str, way: &'static str| -> Took {
+        samples[&(tool, way)].iter().copied().min_by_key(|s| s.wall).expect("at least one run")
     };
     let (wharf_up, aws_up, rclone_up) = (best("wharf", "up"), best("aws", "up"), best("rclone", "up"));
     let (wharf_down, aws_down, rclone_down) = (best("wharf", "down"), best("aws", "down"), best("rclone", "down"));
@@ -275,12 +271,12 @@ async fn main() -> anyhow::Result<()> {
         "transfer of {mib} MiB to and from a local SeaweedFS S3 server, best of {runs} (page cache warm); \
          wharf {checked} checksum_sha256"
     );
-    let line = |what: &str, (took, rss): Sample| {
+    let line = |what: &str, took: Took| {
         println!(
             "  {what:<22} {:>7.0} MiB/s  ({:>6.2} s, peak RSS {:>4} MiB)",
-            mib_s(size, took),
-            took.as_secs_f64(),
-            rss / 1024
+            mib_s(size, took.wall),
+            took.wall.as_secs_f64(),
+            took.rss_kib / 1024
         );
     };
     line("wharf upload", wharf_up);
@@ -289,7 +285,7 @@ async fn main() -> anyhow::Result<()> {
     line("wharf download", wharf_down);
     line("aws s3 cp download", aws_down);
     line("rclone copyto download", rclone_down);
-    let ratio = |a: Sample, b: Sample| b.0.as_secs_f64() / a.0.as_secs_f64();
+    let ratio = |a: Took, b: Took| b.wall.as_secs_f64() / a.wall.as_secs_f64();
     println!(
         "  speed ratio wharf/aws:    upload {:.2}, download {:.2}",
         ratio(wharf_up, aws_up),
@@ -302,10 +298,10 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "  wharf peak RSS: {SMALL_MIB} MiB file: upload {} MiB, download {} MiB; {mib} MiB file: upload {} MiB, download {} MiB",
-        small_up.1 / 1024,
-        small_down.1 / 1024,
-        wharf_up.1 / 1024,
-        wharf_down.1 / 1024
+        small_up.rss_kib / 1024,
+        small_down.rss_kib / 1024,
+        wharf_up.rss_kib / 1024,
+        wharf_down.rss_kib / 1024
     );
     let per_second = |took: Duration| files as f64 / took.as_secs_f64();
     println!(

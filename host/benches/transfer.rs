@@ -1,7 +1,8 @@
 //! 1 GiB through the local adapter with the release `wharf` binary, against a
 //! plain fsynced copy of the same file (`dd bs=1M conv=fsync`) in the same
-//! round, over a few rounds, Wharf's peak RSS, and the re-upload of the unchanged file through
-//! the gateway library (the file-identity index makes it a `stat`).
+//! round, over a few rounds; Wharf's peak RSS; and the re-upload of the
+//! unchanged file through the gateway library (the file-identity index makes
+//! it a `stat`).
 //!
 //! `cargo bench --bench transfer` (set WHARF_BENCH_MIB to change the size).
 //! The source sits in the page cache; every copy is fsynced to disk.
@@ -24,14 +25,31 @@ fn throughput(bytes: u64, took: Duration) -> f64 {
 const ROUNDS: usize = 5;
 
 struct Round {
+    wharf_first: bool,
     upload: Took,
     dd_up: Took,
     download: Took,
     dd_down: Took,
 }
 
+/// Runs Wharf's leg and dd's in the round's order.
+fn in_turn<W, D>(
+    wharf_first: bool,
+    wharf: impl FnOnce() -> anyhow::Result<W>,
+    dd: impl FnOnce() -> anyhow::Result<D>,
+) -> anyhow::Result<(W, D)> {
+    if wharf_first {
+        let wharf = wharf()?;
+        Ok((wharf, dd()?))
+    } else {
+        let dd = dd()?;
+        Ok((wharf()?, dd))
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    let size = env_u64("WHARF_BENCH_MIB", 1024) << 20;
+    let mib = env_u64("WHARF_BENCH_MIB", 1024);
+    let size = mib << 20;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
     let work = dir.path();
     let source = work.join("big.bin");
@@ -71,24 +89,12 @@ fn main() -> anyhow::Result<()> {
         let dd_up = || shell("dd if=big.bin of=copy1.bin bs=1M conv=fsync status=none").map(|(took, _)| took);
         let dd_down = || shell("dd if=copy1.bin of=copy2.bin bs=1M conv=fsync status=none").map(|(took, _)| took);
         let wharf_first = round % 2 == 1;
-        let ((upload, out), dd_up) = if wharf_first {
-            let wharf = run(&["upload", "big.bin"])?;
-            (wharf, dd_up()?)
-        } else {
-            let dd = dd_up()?;
-            (run(&["upload", "big.bin"])?, dd)
-        };
+        let ((upload, out), dd_up) = in_turn(wharf_first, || run(&["upload", "big.bin"]), dd_up)?;
         let id = serde_json::from_str::<serde_json::Value>(&out)?["id"].as_str().unwrap_or_default().to_string();
         let download = || run(&["download", &id, "-o", "back.bin"]).map(|(took, _)| took);
-        let (download, dd_down) = if wharf_first {
-            let wharf = download()?;
-            (wharf, dd_down()?)
-        } else {
-            let dd = dd_down()?;
-            (download()?, dd)
-        };
+        let (download, dd_down) = in_turn(wharf_first, download, dd_down)?;
         anyhow::ensure!(std::fs::metadata(work.join("back.bin"))?.len() == size, "downloaded size differs");
-        rounds.push(Round { upload, dd_up, download, dd_down });
+        rounds.push(Round { wharf_first, upload, dd_up, download, dd_down });
         for copy in ["copy1.bin", "copy2.bin", "back.bin"] {
             std::fs::remove_file(work.join(copy))?;
         }
@@ -98,10 +104,7 @@ fn main() -> anyhow::Result<()> {
     }
     let reupload = reupload_times(work, &format!("round{}.toml", ROUNDS - 1))?;
 
-    println!(
-        "transfer of {} MiB through the local adapter (source in the page cache, copies fsynced)",
-        env_u64("WHARF_BENCH_MIB", 1024)
-    );
+    println!("transfer of {mib} MiB through the local adapter (source in the page cache, copies fsynced)");
     for (i, r) in rounds.iter().enumerate() {
         let leg = |wharf: &Took, dd: &Took| {
             format!(
@@ -114,7 +117,7 @@ fn main() -> anyhow::Result<()> {
                 wharf.rss_kib / 1024
             )
         };
-        let first = if i % 2 == 1 { "wharf" } else { "dd" };
+        let first = if r.wharf_first { "wharf" } else { "dd" };
         println!("  round {} ({first} first)", i + 1);
         println!("    upload   {}", leg(&r.upload, &r.dd_up));
         println!("    download {}", leg(&r.download, &r.dd_down));

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::runtime::ContractVersion;
 
-/// The crate's own files, with `{{name}}`, `{{crate}}`, `{{file}}` and
-/// `{{contract}}` filled in.
+/// The crate's own files, with `{{name}}`, `{{crate}}`, `{{file}}`,
+/// `{{contract}}` and `{{stack_bytes}}` (the built-in adapters' stack) filled in.
 const TEMPLATES: [(&str, &str); 7] = [
     ("Cargo.toml", include_str!("template/Cargo.toml.tmpl")),
     (".cargo/config.toml", include_str!("template/cargo-config.toml.tmpl")),
@@ -79,6 +79,7 @@ pub fn new_adapter(name: &str, parent: &Path) -> Result<Scaffolded, ScaffoldErro
             .replace("{{crate}}", &crate_name)
             .replace("{{file}}", &file)
             .replace("{{contract}}", &contract.to_string())
+            .replace("{{stack_bytes}}", env!("WHARF_GUEST_STACK_BYTES"))
     };
     let partial = parent.join(format!(".{name}.partial-{:016x}", rand::random::<u64>()));
     let written = TEMPLATES
