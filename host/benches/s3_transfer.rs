@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use s3_server::{ACCESS_KEY_ID, REGION, S3Server, SECRET_ACCESS_KEY};
-use support::{Took, env_u64, measure};
+use support::{Took, env_u64, in_turn, measure};
 
 const BUCKET: &str = "bench";
 
@@ -175,13 +175,7 @@ config = {{ endpoint = "{endpoint}", region = "{REGION}", bucket = "{BUCKET}", p
             let target = format!("bench:{BUCKET}/rclone-small");
             Ok(measure(&mut self.rclone(&["copy", SMALL_FILES_DIR, &target]))?.0.wall)
         };
-        if wharf_first {
-            let took = wharf()?;
-            Ok((took, rclone()?))
-        } else {
-            let took = rclone()?;
-            Ok((wharf()?, took))
-        }
+        in_turn(wharf_first, wharf, rclone)
     }
 
     fn check_same(&self, a: &str, b: &str) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Took, env_u64, measure};
+use support::{Took, env_u64, in_turn, measure};
 
 fn throughput(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / took.as_secs_f64()
@@ -30,21 +30,6 @@ struct Round {
     dd_up: Took,
     download: Took,
     dd_down: Took,
-}
-
-/// Runs Wharf's leg and dd's in the round's order.
-fn in_turn<W, D>(
-    wharf_first: bool,
-    wharf: impl FnOnce() -> anyhow::Result<W>,
-    dd: impl FnOnce() -> anyhow::Result<D>,
-) -> anyhow::Result<(W, D)> {
-    if wharf_first {
-        let wharf = wharf()?;
-        Ok((wharf, dd()?))
-    } else {
-        let dd = dd()?;
-        Ok((wharf()?, dd))
-    }
 }
 
 fn main() -> anyhow::Result<()> {

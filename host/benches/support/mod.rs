@@ -1,5 +1,5 @@
-//! What the benches share: reading their knobs from the environment, and
-//! running a command to see what it took.
+//! What the benches share: reading their knobs from the environment,
+//! running a command to see what it took, and taking turns with a peer.
 
 #![allow(dead_code)] // each bench uses its own part of this module
 
@@ -39,4 +39,21 @@ pub fn measure(cmd: &mut Command) -> anyhow::Result<(Took, String)> {
     let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
     Ok((Took { wall: started.elapsed(), cpu, rss_kib: usage.ru_maxrss }, out))
+}
+
+/// Runs Wharf's leg and its peer's, Wharf first or second: benches alternate
+/// the order between rounds, since whoever goes first meets a different page
+/// cache and server state.
+pub fn in_turn<W, P>(
+    wharf_first: bool,
+    wharf: impl FnOnce() -> anyhow::Result<W>,
+    peer: impl FnOnce() -> anyhow::Result<P>,
+) -> anyhow::Result<(W, P)> {
+    if wharf_first {
+        let wharf = wharf()?;
+        Ok((wharf, peer()?))
+    } else {
+        let peer = peer()?;
+        Ok((wharf()?, peer))
+    }
 }
