@@ -108,12 +108,30 @@ fn fsck_repairs(scratch: &Scratch, context: &str) -> usize {
     found
 }
 
-/// How long an uninterrupted run of `args` takes: the window the kills fall in.
-fn duration_of(scratch: &Scratch, args: &[&str]) -> Duration {
-    let started = Instant::now();
-    let output = run(scratch, args);
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    started.elapsed()
+/// The window the kills fall in: the shortest of three uninterrupted runs of
+/// `args`, each after `reset`. One run is not enough: on a busy machine a
+/// single slow run (a cold page cache, a neighbour's build) stretched the
+/// window past most later runs, and most kills then came after the exit.
+fn window_of(scratch: &Scratch, args: &[&str], reset: impl Fn()) -> Duration {
+    (0..3)
+        .map(|_| {
+            reset();
+            let started = Instant::now();
+            let output = run(scratch, args);
+            assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+            started.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+/// Removes the stored file, if there is one.
+fn remove_stored(scratch: &Scratch) {
+    let listing = run(scratch, &["--json", "ls"]);
+    if let Some(line) = String::from_utf8_lossy(&listing.stdout).lines().next() {
+        let id = serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].as_str().unwrap().to_string();
+        assert!(run(scratch, &["rm", &id]).status.success());
+    }
 }
 
 #[test]
@@ -131,13 +149,12 @@ fn killed_uploads_and_downloads_leave_nothing_behind() {
     assert!(run(&scratch, &["plugins"]).status.success());
     // Uploads: the first run of each round stores the bytes anew.
     let upload = ["--json", "upload", "big.bin"];
-    let window = duration_of(&scratch, &upload);
+    let window = window_of(&scratch, &upload, || remove_stored(&scratch));
     let mut killed = (0, 0);
     let mut repaired = (0, 0);
     for round in 0..RUNS {
         // The previous round ended with the file stored: start from nothing.
-        let id = json(&run(&scratch, &["--json", "ls"]))["id"].as_str().unwrap().to_string();
-        assert!(run(&scratch, &["rm", &id]).status.success());
+        remove_stored(&scratch);
         let after = moments.next_below(window);
         let context = format!("upload round {round} (seed {SEED:#x}, kill after {after:?})");
         killed.0 += usize::from(kill_after(&scratch, &upload, after));
@@ -152,8 +169,10 @@ fn killed_uploads_and_downloads_leave_nothing_behind() {
     // Downloads of the stored file, over an earlier complete copy or none.
     let id = json(&run(&scratch, &upload))["id"].as_str().unwrap().to_string();
     let download = ["--json", "download", &id, "-o", "back.bin"];
-    let window = duration_of(&scratch, &download);
     let destination = scratch.work().join("back.bin");
+    let window = window_of(&scratch, &download, || {
+        let _ = std::fs::remove_file(&destination);
+    });
     for round in 0..RUNS {
         if round % 2 == 0 {
             let _ = std::fs::remove_file(&destination);
