@@ -128,8 +128,8 @@ fn window_of(scratch: &Scratch, args: &[&str], reset: impl Fn()) -> Duration {
 /// Removes the stored file, if there is one.
 fn remove_stored(scratch: &Scratch) {
     let listing = run(scratch, &["--json", "ls"]);
-    if let Some(line) = String::from_utf8_lossy(&listing.stdout).lines().next() {
-        let id = serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].as_str().unwrap().to_string();
+    if !listing.stdout.is_empty() {
+        let id = json(&listing)["id"].as_str().unwrap().to_string();
         assert!(run(scratch, &["rm", &id]).status.success());
     }
 }
